@@ -1,0 +1,179 @@
+"""The ``classify`` command line: thin Typer wrappers over importable functions.
+
+Errors the user can fix (ClassifyError) become one line on stderr and a non-zero exit, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import ClassifyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Topics, clusters and stance for news page dumps.")
+
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or status messages.")
+MODEL = typer.Option(..., "--model", "-m", help="Trained model directory.")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ClassifyError as err:
+            _fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def _report_dump_errors(errors) -> None:
+    for err in errors:
+        typer.echo(f"error: {err}", err=True)
+
+
+@app.command("train")
+@handle_errors
+def train_cli(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/default.yaml."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model directory to write."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set stance.classifier.C=2."),
+    quiet: bool = QUIET,
+):
+    """Train a model from a config file and write it to a directory."""
+    from .config import load_config
+    from .model import save_model
+    from .pipeline import log, train
+
+    cfg = load_config(config, set_)
+    model = train(cfg, quiet=quiet)
+    save_model(model, output)
+    t = model.meta["training"]
+    log(f"model written to {output} ({t['topic_texts']} topic texts, {t['stance_pairs']} stance pairs, "
+        f"{t['seconds']} s)", quiet)
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_cli(
+    model: Path = typer.Argument(..., help="Trained model directory."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data: a config (its data.test), a topics or "
+                                        "stance .jsonl file, or a dumps folder with labels.json. Default: the model's "
+                                        "held-out data (data.test of its config)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON."),
+    quiet: bool = QUIET,
+):
+    """Score a trained model on held-out labelled data."""
+    from .evaluation import evaluate_model, format_report
+    from .output import write_json
+
+    report = evaluate_model(model, data, quiet=quiet)
+    typer.echo(format_report(report))
+    if output:
+        write_json(report, output)
+
+
+@app.command("predict")
+@handle_errors
+def predict_cli(
+    paths: List[str] = typer.Argument(..., help="Dump files, folders (searched for *.txt) or - for stdin."),
+    model: Path = MODEL,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows to .jsonl, .csv or .parquet."),
+    quiet: bool = QUIET,
+):
+    """Label the article and related stories of each dump: topic, cluster, stance."""
+    from .dumps import read_dumps
+    from .model import load_model
+    from .output import TABLE_FORMATS, print_table, write_table
+    from .pipeline import PREDICTION_COLUMNS, predict_dumps
+
+    if output and output.suffix.lower() not in TABLE_FORMATS:
+        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(TABLE_FORMATS)}", 2)
+    loaded = load_model(model)
+    dumps, errors = read_dumps(paths)
+    _report_dump_errors(errors)
+    df = predict_dumps(loaded, dumps, quiet=quiet)
+    if output:
+        write_table(df, output)
+        if not quiet:
+            typer.echo(f"{len(df)} rows from {len(dumps)} dumps written to {output}", err=True)
+    elif len(df):
+        columns = [c for c in PREDICTION_COLUMNS if c not in ("title", "cluster_id")] + ["title"]
+        print_table(df, columns[1:] if len(dumps) == 1 else columns, title=dumps[0].path if len(dumps) == 1 else None)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("plot")
+@handle_errors
+def plot_cli(
+    paths: List[str] = typer.Argument(..., help="Dump files, folders or - for stdin."),
+    model: Path = MODEL,
+    output: Path = typer.Option(..., "--output", "-o", help="Image: .png, .svg, or .html (interactive, hover shows headlines)."),
+    color_by: str = typer.Option("topic", "--color-by", help="topic, cluster or stance."),
+    title: Optional[str] = typer.Option(None, "--title", help="Figure title."),
+    quiet: bool = QUIET,
+):
+    """Draw a 2-D cluster map of the dumps' texts over the model's training map."""
+    from .dumps import read_dumps
+    from .model import load_model
+    from .pipeline import predict_dumps
+    from .plotting import COLOR_BY, PLOT_FORMATS, plot_map
+
+    if color_by not in COLOR_BY:
+        _fail(f"--color-by {color_by!r}: expected one of {', '.join(COLOR_BY)}", 2)
+    if output.suffix.lower() not in PLOT_FORMATS:
+        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(PLOT_FORMATS)}", 2)
+    loaded = load_model(model)
+    dumps, errors = read_dumps(paths)
+    _report_dump_errors(errors)
+    df = predict_dumps(loaded, dumps, quiet=quiet)
+    plot_map(loaded, df, dumps, output, color_by=color_by, title=title)
+    if not quiet:
+        typer.echo(f"map of {len(df)} texts written to {output}", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+@handle_errors
+def report_cli(
+    paths: List[str] = typer.Argument(..., help="Dump files, folders or - for stdin."),
+    model: Path = MODEL,
+    output: Path = typer.Option(..., "--output", "-o", help="report.html (one self-contained file) or report.md (PNG figures beside it)."),
+    quiet: bool = QUIET,
+):
+    """Write a cluster and stance report for the dumps: map, counts, keywords, examples."""
+    from .dumps import read_dumps
+    from .model import load_model
+    from .pipeline import predict_dumps
+    from .report import REPORT_FORMATS, write_report
+
+    if output.suffix.lower() not in REPORT_FORMATS:
+        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(REPORT_FORMATS)}", 2)
+    loaded = load_model(model)
+    dumps, errors = read_dumps(paths)
+    _report_dump_errors(errors)
+    df = predict_dumps(loaded, dumps, quiet=quiet)
+    write_report(loaded, df, dumps, output)
+    if not quiet:
+        typer.echo(f"report on {len(dumps)} dumps written to {output}", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover
+    app()

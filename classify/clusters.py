@@ -1,0 +1,166 @@
+"""Clustering of embeddings (UMAP, then KMeans or HDBSCAN), cluster names and keywords, and the 2-D map.
+
+BERTopic-style pluggable parts: a reducer and a clusterer can be passed in; defaults are built in ``fit``.
+New texts are placed by their nearest training texts (in the embedding space), so a text gets the same
+cluster and map position alone or in a batch, and a model needs no UMAP object to predict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.cluster import HDBSCAN, KMeans
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.decomposition import TruncatedSVD
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import normalize
+from sklearn.utils.validation import check_is_fitted
+
+NOISE = -1
+
+
+def make_reducer(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0):
+    from umap import UMAP  # imported lazily: numba compilation takes seconds
+
+    return UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+                random_state=random_state, n_jobs=1)
+
+
+def lsa_features(texts: list[str], n_components: int, random_state: int = 0) -> np.ndarray:
+    """TF-IDF → truncated SVD, L2-normalised: lexical topic signal to append to embeddings."""
+    tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
+    k = min(n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+    return normalize(TruncatedSVD(k, random_state=random_state).fit_transform(tfidf)).astype(np.float32)
+
+
+class TopicClusterer(ClusterMixin, BaseEstimator):
+    """Cluster embeddings and name the clusters after the topics of their members.
+
+    ``fit(X, topics=None, features=None)``: ``X`` are the (normalised) embeddings; ``features``, if given,
+    replace ``X`` as the clustering input (e.g. embeddings + LSA); ``topics`` name the clusters.
+    ``predict(X)``: majority cluster of the ``knn`` nearest training embeddings.
+    """
+
+    def __init__(self, algorithm="kmeans", n_clusters=4, min_cluster_size=15, reducer=None, clusterer=None,
+                 use_reducer=True, knn=15, min_purity=0.5, random_state=0):
+        self.algorithm = algorithm
+        self.n_clusters = n_clusters
+        self.min_cluster_size = min_cluster_size
+        self.reducer = reducer
+        self.clusterer = clusterer
+        self.use_reducer = use_reducer
+        self.knn = knn
+        self.min_purity = min_purity
+        self.random_state = random_state
+
+    def _clusterer(self):
+        if self.clusterer is not None:
+            return self.clusterer
+        if self.algorithm == "hdbscan":
+            return HDBSCAN(min_cluster_size=self.min_cluster_size)
+        return KMeans(self.n_clusters, n_init=10, random_state=self.random_state)
+
+    def fit(self, X, topics=None, features=None):
+        X = np.asarray(X, dtype=np.float32)
+        Z = X if features is None else features
+        if self.use_reducer:
+            reducer = self.reducer if self.reducer is not None else make_reducer(random_state=self.random_state)
+            Z = reducer.fit_transform(Z)
+        self.labels_ = np.asarray(self._clusterer().fit_predict(Z), dtype=np.int64)
+        self.reference_ = X
+        self._name(topics)
+        return self
+
+    def _name(self, topics):
+        ids = sorted(set(self.labels_.tolist()))
+        self.cluster_ids_ = np.array(ids, dtype=np.int64)
+        self.cluster_topics_, self.cluster_purity_, names = [], [], []
+        for cid in ids:
+            members = [t for t, c in zip(topics, self.labels_) if c == cid] if topics is not None else []
+            topic, count = Counter(members).most_common(1)[0] if members else (None, 0)
+            purity = count / max(len(members), 1)
+            keep = cid != NOISE and topic is not None and purity >= self.min_purity
+            self.cluster_topics_.append(topic if keep else None)
+            self.cluster_purity_.append(round(purity, 3))
+            names.append("noise" if cid == NOISE else topic if keep else f"cluster {cid}")
+        # Two clusters of one topic: number them so each name stays unique.
+        totals = Counter(names)
+        seen: Counter = Counter()
+        self.cluster_names_ = []
+        for name in names:
+            seen[name] += 1
+            self.cluster_names_.append(f"{name} #{seen[name]}" if totals[name] > 1 else name)
+        return self
+
+    def _knn(self):
+        if getattr(self, "_knn_", None) is None:
+            k = min(self.knn, len(self.reference_))
+            self._knn_ = KNeighborsClassifier(k, metric="cosine", algorithm="brute").fit(self.reference_, self.labels_)
+        return self._knn_
+
+    def predict(self, X):
+        check_is_fitted(self, "labels_")
+        return self._knn().predict(np.asarray(X, dtype=np.float32))
+
+    def names_of(self, cluster_ids) -> list[str]:
+        lookup = dict(zip(self.cluster_ids_.tolist(), self.cluster_names_))
+        return [lookup[int(c)] for c in cluster_ids]
+
+
+class MapProjector(TransformerMixin, BaseEstimator):
+    """2-D UMAP map of the training embeddings; new points sit at the similarity-weighted mean of their
+    ``knn`` nearest training points (as UMAP initialises ``transform``)."""
+
+    def __init__(self, n_neighbors=15, min_dist=0.1, knn=10, random_state=0):
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.knn = knn
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float32)
+        reducer = make_reducer(2, min(self.n_neighbors, len(X) - 1), self.min_dist, "cosine", self.random_state)
+        self.coords_ = reducer.fit_transform(X).astype(np.float32)
+        self.reference_ = X
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "coords_")
+        sims = np.asarray(X, dtype=np.float32) @ self.reference_.T
+        k = min(self.knn, sims.shape[1])
+        idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        w = np.clip(np.take_along_axis(sims, idx, axis=1), 1e-3, None) ** 4
+        return (self.coords_[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+
+
+def cluster_keywords(texts: list[str], labels, top_n: int = 8) -> dict[int, list[str]]:
+    """Class-based TF-IDF (as in BERTopic): words frequent in one cluster and rare across clusters."""
+    labels = np.asarray(labels)
+    ids = sorted(set(labels.tolist()))
+    docs = [" ".join(t for t, c in zip(texts, labels) if c == cid) for cid in ids]
+    try:
+        vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[A-Za-z][A-Za-z\-]+\b", ngram_range=(1, 1))
+        counts = vec.fit_transform(docs).toarray().astype(float)
+    except ValueError:  # no words at all
+        return {cid: [] for cid in ids}
+    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    avg = counts.sum() / max(len(ids), 1)
+    idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
+    scores = tf * idf
+    words = vec.get_feature_names_out()
+    return {cid: [words[j] for j in np.argsort(-scores[i], kind="stable")[:top_n] if scores[i, j] > 0]
+            for i, cid in enumerate(ids)}
+
+
+def representatives(X, labels, texts: list[str], n: int = 3) -> dict[int, list[str]]:
+    """The texts nearest each cluster's centroid."""
+    labels = np.asarray(labels)
+    out = {}
+    for cid in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == cid)
+        centre = normalize(X[idx].mean(axis=0, keepdims=True))[0]
+        best = idx[np.argsort(-(X[idx] @ centre), kind="stable")[:n]]
+        out[cid] = [texts[i] for i in best]
+    return out

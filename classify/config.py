@@ -1,0 +1,228 @@
+"""Training configuration: YAML validated by pydantic, with dotted-key overrides from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_TOPICS = ["ukraine_war", "iran_protests", "uk_politics", "other"]
+DEFAULT_STANCES = ["agree", "disagree", "discuss", "unrelated"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelsConfig(_Strict):
+    topics: list[str] = Field(default_factory=lambda: list(DEFAULT_TOPICS), min_length=2)
+    stances: list[str] = Field(default_factory=lambda: list(DEFAULT_STANCES), min_length=2)
+    unrelated: str | None = "unrelated"
+    """The stance label for 'a different event'; null for schemes without one (e.g. favor/against/none)."""
+
+
+class EmbeddingConfig(_Strict):
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = Field(64, ge=1)
+    cache_dir: str | None = None
+    """Embedding cache; null = $CLASSIFY_CACHE or ~/.cache/classify."""
+
+
+class _Source(_Strict):
+    path: str
+    limit: int | None = Field(None, ge=1)
+    """Use only the first N records (quick experiments)."""
+
+
+class TopicsJsonl(_Source):
+    type: Literal["topics_jsonl"]
+
+
+class StanceJsonl(_Source):
+    type: Literal["stance_jsonl"]
+    unrelated_per_headline: int = Field(6, ge=0)
+    """How many stories of other headlines to pair with each headline as `unrelated`."""
+    topics: bool = True
+    """Also use each headline and its stories as topic examples (labelled with the headline's topic)."""
+
+
+class Dumps(_Source):
+    type: Literal["dumps"]
+    labels: str
+    split: str | None = None
+
+
+class HeadlineBodyCsv(_Source):
+    type: Literal["headline_body_csv"]
+    bodies: str
+    headline_column: str = "Headline"
+    body_id_column: str = "Body ID"
+    body_column: str = "articleBody"
+    stance_column: str = "Stance"
+
+
+Source = Annotated[Union[TopicsJsonl, StanceJsonl, Dumps, HeadlineBodyCsv], Field(discriminator="type")]
+
+
+class DataConfig(_Strict):
+    train: list[Source] = Field(min_length=1)
+    test: list[Source] = Field(default_factory=list)
+
+
+class TopicConfig(_Strict):
+    enabled: bool = True
+    """Train the supervised topic classifier (needs topic data)."""
+    C: float = Field(4.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = Field(2000, ge=1)
+
+
+class ReducerConfig(_Strict):
+    n_components: int = Field(5, ge=2)
+    n_neighbors: int = Field(15, ge=2)
+    min_dist: float = Field(0.0, ge=0)
+    metric: str = "cosine"
+
+
+class ClusteringConfig(_Strict):
+    enabled: bool = True
+    """Cluster the topic texts (needs topic data)."""
+    algorithm: Literal["kmeans", "hdbscan"] = "kmeans"
+    n_clusters: int | None = Field(None, ge=2)
+    """KMeans clusters; null = one per configured topic."""
+    min_cluster_size: int = Field(15, ge=2)
+    """HDBSCAN's smallest cluster."""
+    reducer: ReducerConfig | None = Field(default_factory=ReducerConfig)
+    """UMAP before clustering; null clusters the raw embeddings."""
+    lsa_components: int = Field(0, ge=0)
+    """If > 0, append this many TF-IDF LSA dimensions to the embedding before clustering."""
+    lsa_weight: float = Field(0.5, ge=0)
+    knn: int = Field(15, ge=1)
+    """New texts join the majority cluster of their k nearest training texts."""
+    min_purity: float = Field(0.5, ge=0, le=1)
+    """A cluster is named after its majority topic only if that topic holds this share of it."""
+    keywords: int = Field(8, ge=1)
+
+
+class StanceClassifierConfig(_Strict):
+    type: Literal["logreg", "hgb"] = "logreg"
+    C: float = Field(1.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = Field(300, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    max_leaf_nodes: int = Field(31, ge=2)
+
+
+class StanceConfig(_Strict):
+    enabled: bool = True
+    top_sentences: int = Field(3, ge=1)
+    """Long bodies are split into sentences; features use the best-matching ones."""
+    two_stage: bool = False
+    """First related/unrelated, then the other labels among related pairs."""
+    classifier: StanceClassifierConfig = Field(default_factory=StanceClassifierConfig)
+
+
+class Config(_Strict):
+    seed: int = 0
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    data: DataConfig
+    topic: TopicConfig = Field(default_factory=TopicConfig)
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
+    stance: StanceConfig = Field(default_factory=StanceConfig)
+
+    @model_validator(mode="after")
+    def _labels_consistent(self) -> "Config":
+        u = self.labels.unrelated
+        if u is not None and u not in self.labels.stances:
+            raise ValueError(f"labels.unrelated: {u!r} is not one of labels.stances {self.labels.stances}")
+        if self.stance.two_stage and u is None:
+            raise ValueError("stance.two_stage needs labels.unrelated")
+        return self
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {key}: cannot set a value inside a {type(node).__name__}")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``stance.classifier.C=2`` → (``stance.classifier.C``, 2); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set stance.classifier.C=2")
+    key, value = item.split("=", 1)
+    return key.strip(), yaml.safe_load(value) if value.strip() else None
+
+
+def _error_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in {"topics_jsonl", "stance_jsonl", "dumps", "headline_body_csv"}))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see README 'Configuration')"
+    elif "input" in first and first["type"] not in {"missing"}:
+        msg = f"{msg}, found {first['input']!r}"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc or 'config'}: {msg}{more}"
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> Config:
+    """Load, override and validate a YAML config. Relative data paths are resolved against the current
+    directory first, then against the config file's parent directory's parent (the project root)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping of config keys, found {type(raw).__name__}")
+    for item in overrides or []:
+        _set_dotted(raw, *parse_override(item))
+    return validate_config(raw, str(path), base=path.resolve().parent.parent, check_files=check_files)
+
+
+def validate_config(raw: dict, source: str = "config", base: Path | None = None, check_files: bool = True) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_error_line(err, source)) from None
+    if check_files:
+        resolve_data_paths(config, source, base)
+    return config
+
+
+def resolve_data_paths(config: Config, source: str, base: Path | None) -> None:
+    """Make data paths absolute, and fail naming the key if a file does not exist."""
+    for split in ("train", "test"):
+        for i, src in enumerate(getattr(config.data, split)):
+            for key in ("path", "labels", "bodies"):
+                value = getattr(src, key, None)
+                if value is None:
+                    continue
+                candidates = [Path(value)] + ([base / value] if base and not Path(value).is_absolute() else [])
+                found = next((c for c in candidates if c.exists()), None)
+                if found is None:
+                    raise ConfigError(f"{source}: data.{split}.{i}.{key}: file not found: {value}")
+                setattr(src, key, str(found.resolve()))

@@ -1,0 +1,78 @@
+"""``classify evaluate``: pick the labelled data, score the model, format the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import Dumps, StanceJsonl, TopicsJsonl, load_config
+from .data import Corpus, load_corpus
+from .errors import DataError
+from .model import load_model
+from .pipeline import evaluate
+
+
+def sources_for(data: Path | None, model) -> list:
+    """The sources to score on: the model config's ``data.test`` by default, else what ``data`` names."""
+    config = model.config
+    if data is None:
+        if not config.data.test:
+            raise DataError("the model's config has no data.test; pass --data PATH")
+        return config.data.test
+    if not data.exists():
+        raise DataError(f"--data {data}: no such file or directory")
+    if data.suffix in (".yaml", ".yml"):
+        return load_config(data).data.test or load_config(data).data.train
+    if data.is_dir():
+        labels = data / "labels.json"
+        if not labels.is_file():
+            raise DataError(f"--data {data}: a dumps folder needs a labels.json beside the dumps")
+        return [Dumps(type="dumps", path=str(data), labels=str(labels))]
+    if data.suffix == ".jsonl":
+        with open(data, encoding="utf-8") as fh:
+            first = next((line for line in fh if line.strip()), "{}")
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError:
+            raise DataError(f"--data {data}:1: invalid JSON") from None
+        if "headline" in row and "stories" in row:
+            return [StanceJsonl(type="stance_jsonl", path=str(data))]
+        return [TopicsJsonl(type="topics_jsonl", path=str(data))]
+    raise DataError(f"--data {data}: expected a config .yaml, a .jsonl file or a dumps folder")
+
+
+def evaluate_model(model_dir: Path, data: Path | None = None, quiet: bool = False) -> dict:
+    model = load_model(model_dir)
+    corpus: Corpus = load_corpus(sources_for(data, model), model.config)
+    report = evaluate(model, corpus, quiet=quiet)
+    report["model"] = str(model_dir)
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"evaluated on {report['data']['topic_texts']} topic texts and {report['data']['stance_pairs']} stance pairs"]
+    for part in ("topic", "stance"):
+        r = report.get(part)
+        if not r:
+            continue
+        head = f"{part:9s} accuracy {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}"
+        if "fnc_score" in r:
+            f = r["fnc_score"]
+            head += f"  FNC score {100 * f['relative']:.1f}% ({f['raw']:.2f} / {f['max']:.2f})"
+        lines.append(head)
+        labels = r["confusion"]["labels"]
+        lines.append("          " + "  ".join(f"{k:>13s}" for k in ("precision", "recall", "F1", "support")))
+        for k in labels:
+            c = r["per_class"][k]
+            lines.append(f"  {k:14s}" + "  ".join(f"{c[m]:13.3f}" for m in ("precision", "recall", "f1-score"))
+                         + f"  {int(c['support']):13d}")
+        width = max(len(k) for k in labels) + 2
+        lines.append("  confusion (rows gold, columns predicted):")
+        lines.append(" " * (width + 2) + "".join(f"{k[:10]:>11s}" for k in labels))
+        for k, row in zip(labels, r["confusion"]["matrix"]):
+            lines.append(f"  {k:{width}s}" + "".join(f"{v:11d}" for v in row))
+    c = report.get("clustering")
+    if c:
+        lines.append(f"clustering NMI {c['nmi']:.3f}  ARI {c['ari']:.3f}  accuracy (best matching) {c['accuracy']:.3f}  "
+                     f"accuracy of cluster names {c['named_accuracy']:.3f}")
+    return "\n".join(lines)

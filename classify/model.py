@@ -1,0 +1,178 @@
+"""A trained model and its directory: plain JSON, safetensors arrays and skops estimators (no pickle).
+
+Layout of a model directory::
+
+    meta.json            format version, labels, training summary, metrics, library versions
+    config.json          the resolved training config
+    topic.skops          topic classifier (LogisticRegression on embeddings)
+    stance.skops         stance classifier (classify.stance.StanceClassifier)
+    clusters.json        cluster ids, names, topics, purity, keywords, representative headlines, settings
+    reference.safetensors  training embeddings, their clusters and 2-D map coordinates
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import skops.io as sio
+from safetensors.numpy import load_file, save_file
+
+from .clusters import MapProjector, TopicClusterer
+from .config import Config
+from .errors import ModelError
+
+FORMAT = "classify-model"
+FORMAT_VERSION = 1
+FILES = ["meta.json", "config.json"]
+COMPONENT_FILES = {"topic": ["topic.skops"], "stance": ["stance.skops"],
+                   "clusters": ["clusters.json", "reference.safetensors"]}
+# Types skops may rebuild beyond scikit-learn's defaults; anything else in a file is refused.
+TRUSTED_TYPES = [
+    "classify.stance.StanceClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+
+
+@dataclass
+class Model:
+    config: Config
+    topic: object | None = None
+    stance: object | None = None
+    clusterer: TopicClusterer | None = None
+    projector: MapProjector | None = None
+    clusters_info: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def topics(self) -> list[str]:
+        return self.config.labels.topics
+
+    @property
+    def stances(self) -> list[str]:
+        return self.config.labels.stances
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ["classify", "scikit-learn", "sentence-transformers", "umap-learn", "torch", "numpy", "skops"]:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def save_model(model: Model, directory: str | Path) -> Path:
+    """Write the model to a temporary sibling folder, then swap it in place of ``directory``."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
+                                              ("clusters", model.clusterer)) if part is not None]
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components, **model.meta,
+                "versions": library_versions()}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "config.json").write_text(model.config.model_dump_json(indent=2))
+        if model.topic is not None:
+            sio.dump(model.topic, tmp / "topic.skops")
+        if model.stance is not None:
+            sio.dump(model.stance, tmp / "stance.skops")
+        if model.clusterer is not None:
+            _save_clusters(model, tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _save_clusters(model: Model, folder: Path) -> None:
+    c, p = model.clusterer, model.projector
+    arrays = {"embeddings": c.reference_, "clusters": c.labels_, "coords": p.coords_}
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / "reference.safetensors"))
+    info = {
+        **model.clusters_info,
+        "ids": c.cluster_ids_.tolist(), "names": c.cluster_names_, "topics": c.cluster_topics_,
+        "purity": c.cluster_purity_,
+        "params": {k: v for k, v in c.get_params(deep=False).items() if k not in ("reducer", "clusterer")},
+        "map_params": p.get_params(deep=False),
+    }
+    (folder / "clusters.json").write_text(json.dumps(info, indent=2))
+
+
+def _load_clusters(folder: Path) -> tuple[TopicClusterer, MapProjector, dict]:
+    info = json.loads((folder / "clusters.json").read_text())
+    arrays = load_file(str(folder / "reference.safetensors"))
+    clusterer = TopicClusterer(**info["params"])
+    clusterer.reference_ = arrays["embeddings"]
+    clusterer.labels_ = arrays["clusters"].astype(np.int64)
+    clusterer.cluster_ids_ = np.array(info["ids"], dtype=np.int64)
+    clusterer.cluster_names_ = info["names"]
+    clusterer.cluster_topics_ = info["topics"]
+    clusterer.cluster_purity_ = info["purity"]
+    projector = MapProjector(**info["map_params"])
+    projector.reference_ = arrays["embeddings"]
+    projector.coords_ = arrays["coords"]
+    return clusterer, projector, {k: info[k] for k in ("keywords", "examples") if k in info}
+
+
+def _load_skops(path: Path):
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+        unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        if unknown:
+            raise ModelError(f"{path}: refusing to load untrusted types {unknown}")
+        return sio.load(path, trusted=untrusted)
+    except ModelError:
+        raise
+    except Exception as err:  # zip, JSON or schema errors of a damaged file
+        raise ModelError(f"{path}: corrupt estimator file ({type(err).__name__}: {err}); retrain the model") from None
+
+
+def load_model(directory: str | Path) -> Model:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: model directory not found (train one with `classify train CONFIG --output {directory}`)")
+    missing = [f for f in FILES if not (directory / f).is_file()]
+    if missing:
+        raise ModelError(f"{directory}: not a complete classify model, missing {', '.join(missing)}; retrain it")
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{directory}: not a classify model of format version {FORMAT_VERSION} "
+                             f"(found {meta.get('format')!r} version {meta.get('format_version')!r})")
+        components = meta.get("components", [])
+        missing = [f for c in components for f in COMPONENT_FILES.get(c, []) if not (directory / f).is_file()]
+        if missing:
+            raise ModelError(f"{directory}: not a complete classify model, missing {', '.join(missing)}; retrain it")
+        config = Config.model_validate_json((directory / "config.json").read_text())
+        clusterer, projector, info = _load_clusters(directory) if "clusters" in components else (None, None, {})
+    except ModelError:
+        raise
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ModelError(f"{directory}: corrupt model file ({type(err).__name__}: {first}); retrain it") from None
+    return Model(
+        config=config,
+        topic=_load_skops(directory / "topic.skops") if "topic" in components else None,
+        stance=_load_skops(directory / "stance.skops") if "stance" in components else None,
+        clusterer=clusterer,
+        projector=projector,
+        clusters_info=info,
+        meta=meta,
+    )

@@ -1,0 +1,173 @@
+"""Stance of a body (a related story, or a long article) toward a headline.
+
+``pair_features`` turns embeddings and texts of (headline, body) pairs into one float matrix: similarity of
+the headline to the body and to its best-matching sentences, element-wise products and differences of the
+embeddings, and lexical cues (overlap, refuting, hedging and negation words). ``StanceClassifier`` is a
+scikit-learn classifier over that matrix, optionally in two stages (related/unrelated first).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(A-Z0-9])|\n+")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+
+REFUTE = {
+    "fake", "fraud", "hoax", "false", "falsely", "deny", "denies", "denied", "denial", "bogus", "debunk",
+    "debunked", "debunks", "retract", "retracted", "retraction", "reject", "rejects", "rejected", "dismiss",
+    "dismissed", "dismisses", "fabricated", "fabrication", "untrue", "misleading", "incorrect", "wrong",
+    "myth", "refute", "refuted", "refutes", "contradict", "contradicts", "contradicted", "disputed",
+    "dispute", "disputes", "rumour", "rumor", "baseless", "unfounded", "propaganda", "lie", "lies", "lied",
+    "nonsense", "correction", "corrected", "inaccurate", "never", "no", "not", "nothing", "misinformation",
+    "disinformation", "doctored", "satire", "prank", "spoof", "claimed", "insists", "insisted",
+}
+HEDGE = {
+    "reportedly", "allegedly", "alleged", "claims", "claim", "may", "might", "could", "unconfirmed",
+    "according", "rumours", "rumors", "suggests", "suggest", "appears", "appear", "investigating",
+    "investigation", "possible", "possibly", "unclear", "unverified", "whether", "if", "apparently",
+    "believed", "purportedly", "speculation", "question", "questions", "says", "said",
+}
+NEGATION = {"not", "no", "never", "n't", "none", "nothing", "nobody", "neither", "nor", "without", "cannot"}
+
+WHOLE_BODY_CHARS = 1200  # shorter bodies are also embedded whole (they fit the encoder's window)
+_HASHER = HashingVectorizer(stop_words="english", alternate_sign=False, norm="l2", n_features=2**18)
+
+
+def split_sentences(text: str, max_sentences: int = 60) -> list[str]:
+    sentences = [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 2]
+    return sentences[:max_sentences] or [text.strip() or "."]
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("’", "'"))
+
+
+def _content(words: list[str]) -> set[str]:
+    return {w for w in words if w not in ENGLISH_STOP_WORDS and len(w) > 1}
+
+
+def _rate(words: list[str], vocab: set[str]) -> float:
+    return sum(w in vocab for w in words) / max(len(words), 1)
+
+
+def lexical_features(headline: str, body: str, best: str) -> list[float]:
+    hw, bw, sw = _words(headline), _words(body), _words(best)
+    hc, bc, sc = _content(hw), _content(bw), _content(sw)
+    h_nums = set(_NUMBER.findall(headline))
+    b_nums = set(_NUMBER.findall(body))
+    return [
+        len(hc & bc) / max(len(hc | bc), 1),
+        len(hc & bc) / max(len(hc), 1),
+        len(hc & sc) / max(len(hc), 1),
+        _rate(bw, REFUTE), _rate(sw, REFUTE), float(any(w in REFUTE for w in sw)),
+        _rate(bw, HEDGE), _rate(sw, HEDGE),
+        _rate(bw, NEGATION), _rate(sw, NEGATION), _rate(hw, NEGATION), _rate(hw, REFUTE), _rate(hw, HEDGE),
+        float(bool(h_nums)), len(h_nums - b_nums) / max(len(h_nums), 1),
+        float(body.count("?") > 0), float(headline.endswith("?")),
+        np.log1p(len(bw)), np.log1p(len(hw)),
+    ]
+
+
+def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
+    """Every text ``pair_features`` embeds: headlines, body sentences, and short bodies whole."""
+    return (list(headlines) + [s for b in bodies for s in split_sentences(b)]
+            + [b for b in bodies if len(b) < WHOLE_BODY_CHARS])
+
+
+def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> np.ndarray:
+    """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts."""
+    sentences = [split_sentences(b) for b in bodies]
+    whole = [b if len(b) < WHOLE_BODY_CHARS else None for b in bodies]
+    texts = pair_embedding_texts(headlines, bodies)
+    vectors = embed(texts)
+    lookup = dict(zip(texts, vectors))
+
+    tf_h = _HASHER.transform(headlines)
+    tf_b = _HASHER.transform(bodies)
+    tf_cos = np.asarray(tf_h.multiply(tf_b).sum(axis=1)).ravel()
+
+    rows = []
+    for i, (headline, body, sents) in enumerate(zip(headlines, bodies, sentences)):
+        h = lookup[headline]
+        S = np.stack([lookup[s] for s in sents])
+        sims = S @ h
+        order = np.argsort(-sims, kind="stable")[:top_k]
+        best = _unit(S[order].mean(axis=0))
+        b = lookup[whole[i]] if whole[i] else _unit(S.mean(axis=0))
+        dense = [float(h @ b), float(sims.max()), float(sims[order].mean()), float(sims.mean()), float(h @ best),
+                 float(tf_cos[i])]
+        best_text = " ".join(sents[j] for j in sorted(order))
+        rows.append(np.concatenate([dense, lexical_features(headline, body, best_text), h * best, np.abs(h - best),
+                                    h * b, np.abs(h - b)]))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+class StanceClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier over ``pair_features`` rows.
+
+    ``kind``: ``logreg`` (standardised features + logistic regression) or ``hgb`` (histogram gradient
+    boosting). With ``two_stage``, a first model separates ``unrelated_label`` from the rest and a second
+    one picks among the other labels on related pairs; probabilities multiply.
+    """
+
+    def __init__(self, kind="logreg", C=1.0, class_weight="balanced", max_iter=300, learning_rate=0.1,
+                 max_leaf_nodes=31, two_stage=False, unrelated_label="unrelated", random_state=0):
+        self.kind = kind
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.two_stage = two_stage
+        self.unrelated_label = unrelated_label
+        self.random_state = random_state
+
+    def _base(self):
+        if self.kind == "hgb":
+            return HistGradientBoostingClassifier(
+                learning_rate=self.learning_rate, max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes,
+                class_weight=self.class_weight, random_state=self.random_state, early_stopping=False)
+        return make_pipeline(StandardScaler(), LogisticRegression(
+            C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state))
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        if self.two_stage:
+            related = y != self.unrelated_label
+            self.stage1_ = clone(self._base()).fit(X, related)
+            self.stage2_ = clone(self._base()).fit(X[related], y[related])
+        else:
+            self.model_ = clone(self._base()).fit(X, y)
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "classes_")
+        if not self.two_stage:
+            proba = self.model_.predict_proba(X)
+            return proba[:, np.searchsorted(self.model_.classes_, self.classes_)]
+        p_related = self.stage1_.predict_proba(X)[:, list(self.stage1_.classes_).index(True)]
+        out = np.zeros((len(X), len(self.classes_)))
+        inner = self.stage2_.predict_proba(X)
+        for j, label in enumerate(self.stage2_.classes_):
+            out[:, list(self.classes_).index(label)] = p_related * inner[:, j]
+        out[:, list(self.classes_).index(self.unrelated_label)] = 1 - p_related
+        return out
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
