@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.decomposition import TruncatedSVD
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
@@ -110,10 +110,11 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
 
 
 class MapProjector(TransformerMixin, BaseEstimator):
-    """2-D UMAP map of the training embeddings; new points sit at the similarity-weighted mean of their
-    ``knn`` nearest training points (as UMAP initialises ``transform``)."""
+    """2-D map of the training embeddings (UMAP, or PCA for a quick look); new points sit at the
+    similarity-weighted mean of their ``knn`` nearest training points (as UMAP initialises ``transform``)."""
 
-    def __init__(self, n_neighbors=15, min_dist=0.1, knn=10, random_state=0):
+    def __init__(self, method="umap", n_neighbors=15, min_dist=0.1, knn=10, random_state=0):
+        self.method = method
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.knn = knn
@@ -121,7 +122,10 @@ class MapProjector(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=np.float32)
-        reducer = make_reducer(2, min(self.n_neighbors, len(X) - 1), self.min_dist, "cosine", self.random_state)
+        if self.method == "pca":
+            reducer = PCA(2, random_state=self.random_state)
+        else:
+            reducer = make_reducer(2, min(self.n_neighbors, len(X) - 1), self.min_dist, "cosine", self.random_state)
         self.coords_ = reducer.fit_transform(X).astype(np.float32)
         self.reference_ = X
         return self

@@ -106,6 +106,9 @@ class ClusteringConfig(_Strict):
     min_purity: float = Field(0.5, ge=0, le=1)
     """A cluster is named after its majority topic only if that topic holds this share of it."""
     keywords: int = Field(8, ge=1)
+    """Keywords kept per cluster (class-based TF-IDF)."""
+    map_method: Literal["umap", "pca"] = "umap"
+    """How the 2-D map of the training texts is drawn."""
 
 
 class StanceClassifierConfig(_Strict):

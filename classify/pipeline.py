@@ -84,7 +84,7 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
         if config.clustering.enabled:
             log("clustering (UMAP + " + config.clustering.algorithm + ")", quiet)
             model.clusterer = build_clusterer(config).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts))
-            model.projector = MapProjector(random_state=config.seed).fit(X)
+            model.projector = MapProjector(method=config.clustering.map_method, random_state=config.seed).fit(X)
             labels = model.clusterer.labels_
             model.clusters_info = {
                 "keywords": {str(k): v for k, v in cluster_keywords(corpus.texts, labels, config.clustering.keywords).items()},

@@ -33,7 +33,7 @@ def color_map(model: Model, categories: list[str]) -> dict[str, str]:
     return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(ordered)}
 
 
-def map_points(model: Model, df: pd.DataFrame, dumps: list[Dump], color_by: str) -> pd.DataFrame:
+def map_points(model: Model, df: pd.DataFrame, dumps: list[Dump], color_by: str, embedder=None) -> pd.DataFrame:
     """The rows of ``predict_dumps`` with x, y map coordinates and the category to colour by."""
     if model.projector is None:
         raise ClassifyError("this model has no cluster map (it was trained without topic texts)")
@@ -42,7 +42,7 @@ def map_points(model: Model, df: pd.DataFrame, dumps: list[Dump], color_by: str)
     texts = [t for d in dumps for t in [d.text] + [r.text for r in d.related]]
     from .pipeline import make_embedder
 
-    X = make_embedder(model.config, quiet=True).encode(texts)
+    X = (embedder or make_embedder(model.config, quiet=True)).encode(texts)  # cached by predict_dumps
     xy = model.projector.transform(X) if len(X) else np.zeros((0, 2))
     points = df.copy()
     points["x"], points["y"] = xy[:, 0], xy[:, 1]
@@ -63,9 +63,9 @@ def _cluster_centres(model: Model) -> list[tuple[str, float, float]]:
 
 
 def plot_map(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str | Path, color_by: str = "topic",
-             title: str | None = None) -> None:
+             title: str | None = None, embedder=None) -> None:
     output = Path(output)
-    points = map_points(model, df, dumps, color_by)
+    points = map_points(model, df, dumps, color_by, embedder)
     title = title or f"News map: {len(dumps)} dumps, {len(points)} texts, coloured by {color_by}"
     if output.suffix.lower() == ".html":
         atomic_write(output, map_html(model, points, title, color_by))

@@ -1,0 +1,87 @@
+"""The team's corpus in data/: counts, labels, a clean held-out split, and not trivially easy."""
+
+import json
+from collections import Counter
+
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline
+
+from classify.config import load_config
+from classify.data import load_corpus
+from conftest import ROOT
+
+DATA = ROOT / "data"
+
+
+def rows(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "configs" / "default.yaml")
+
+
+@pytest.fixture(scope="module")
+def corpora(config):
+    return load_corpus(config.data.train, config), load_corpus(config.data.test, config)
+
+
+def test_topic_texts_counts():
+    items = rows(DATA / "topics" / "train.jsonl") + rows(DATA / "topics" / "test.jsonl")
+    counts = Counter(r["topic"] for r in items)
+    assert len(items) >= 1000
+    assert all(counts[t] >= 200 for t in ["ukraine_war", "iran_protests", "uk_politics", "other"]), counts
+    assert sum(r["hard"] for r in items) >= 100
+    assert len({r["title"].lower() for r in items}) == len(items)
+
+
+def test_stance_pairs_counts():
+    train, test = rows(DATA / "stance" / "train.jsonl"), rows(DATA / "stance" / "test.jsonl")
+    headlines = train + test
+    assert len(headlines) >= 200
+    assert len(test) >= 0.2 * len(headlines)
+    assert {h["topic"] for h in headlines} == {"ukraine_war", "iran_protests", "uk_politics", "other"}
+    for h in headlines:
+        stances = Counter(s["stance"] for s in h["stories"])
+        assert all(stances[k] >= 1 for k in ("agree", "disagree", "discuss")), h["id"]
+
+
+def test_sample_dumps_counts():
+    labels = json.loads((DATA / "dumps" / "labels.json").read_text())
+    assert len([n for n in labels if labels[n]["related"]]) >= 12
+    assert sum(e["split"] == "test" for e in labels.values()) >= len(labels) / 3
+    assert {e["topic"] for e in labels.values()} == {"ukraine_war", "iran_protests", "uk_politics", "other"}
+
+
+def test_every_label_is_configured(config, corpora):
+    for corpus in corpora:
+        assert set(corpus.topics) <= set(config.labels.topics)
+        assert {p.label for p in corpus.pairs} <= set(config.labels.stances)
+
+
+def test_no_held_out_text_appears_in_training(corpora):
+    train, test = corpora
+    norm = lambda t: " ".join(t.lower().split())
+    train_texts = {norm(t) for t in train.texts} | {norm(p.headline) for p in train.pairs} | {norm(p.body) for p in train.pairs}
+    test_texts = {norm(t) for t in test.texts} | {norm(p.headline) for p in test.pairs} | {norm(p.body) for p in test.pairs}
+    assert not train_texts & test_texts
+
+
+def test_lexical_baseline_is_not_near_perfect(corpora):
+    """TF-IDF + logistic regression must not already solve the held-out split (data too easy or leaking)."""
+    train, test = corpora
+    topic = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(max_iter=2000))
+    topic.fit(train.texts, train.topics)
+    topic_acc = accuracy_score(test.topics, topic.predict(test.texts))
+    pair = lambda ps: [f"{p.headline} || {p.body}" for p in ps]
+    stance = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2)),
+                           LogisticRegression(max_iter=2000, class_weight="balanced"))
+    stance.fit(pair(train.pairs), [p.label for p in train.pairs])
+    stance_f1 = f1_score([p.label for p in test.pairs], stance.predict(pair(test.pairs)), average="macro")
+    print(f"lexical baseline: topic accuracy {topic_acc:.3f}, stance macro-F1 {stance_f1:.3f}")
+    assert 0.4 < topic_acc < 0.95
+    assert 0.2 < stance_f1 < 0.9

@@ -1,0 +1,102 @@
+import json
+
+import numpy as np
+import pytest
+
+from classify.dumps import parse_dump
+from classify.errors import ModelError
+from classify.model import load_model, save_model
+from classify.pipeline import PREDICTION_COLUMNS, evaluate, predict_dumps, train
+from classify.data import load_corpus
+from test_dumps import SAMPLE
+
+OTHER = SAMPLE.replace("Ministers agree new rail deal", "Russian missiles knock out power in Kyiv")
+
+
+def test_train_predict_roundtrip(tmp_path, tiny_model, fake_embedder):
+    save_model(tiny_model, tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["clusters.json", "config.json", "meta.json", "reference.safetensors", "stance.skops", "topic.skops"]
+    loaded = load_model(tmp_path / "m")
+    dumps = [parse_dump(SAMPLE, "a.txt"), parse_dump(OTHER, "b.txt")]
+    before = predict_dumps(tiny_model, dumps, embedder=fake_embedder)
+    after = predict_dumps(loaded, dumps, embedder=fake_embedder)
+    assert list(after.columns) == PREDICTION_COLUMNS
+    assert before.equals(after)
+    assert after["kind"].tolist() == ["article", "related", "related"] * 2
+    assert after["item"].tolist() == [0, 1, 2] * 2
+    assert after.loc[after.kind == "article", "stance"].isna().all()
+    assert set(after.loc[after.kind == "related", "stance"]) <= {"agree", "disagree", "discuss", "unrelated"}
+    assert set(after["topic"]) <= {"ukraine_war", "iran_protests", "uk_politics", "other"}
+    assert after.loc[3, "topic"] == "ukraine_war"
+
+
+def test_a_dump_alone_gets_the_same_labels_as_in_a_batch(tiny_model, fake_embedder):
+    dumps = [parse_dump(SAMPLE, "a.txt"), parse_dump(OTHER, "b.txt")]
+    batch = predict_dumps(tiny_model, dumps, embedder=fake_embedder)
+    alone = predict_dumps(tiny_model, dumps[1:], embedder=fake_embedder)
+    assert batch[batch.dump == "b.txt"].reset_index(drop=True).equals(alone)
+
+
+def test_all_texts_of_a_run_are_embedded_in_one_pass(tiny_model, fake_embedder):
+    fake_embedder.calls = 0
+    predict_dumps(tiny_model, [parse_dump(SAMPLE, "a.txt"), parse_dump(OTHER, "b.txt")], embedder=fake_embedder)
+    assert fake_embedder.calls == 1
+
+
+def test_same_config_and_data_give_the_same_model(tmp_path, tiny_config, fake_embedder):
+    a = save_model(train(tiny_config, quiet=True, embedder=fake_embedder), tmp_path / "a")
+    b = save_model(train(tiny_config, quiet=True, embedder=fake_embedder), tmp_path / "b")
+    for name in ["clusters.json", "reference.safetensors"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ma, mb = load_model(a), load_model(b)  # skops zips carry timestamps: compare the learned state
+    np.testing.assert_array_equal(ma.topic.coef_, mb.topic.coef_)
+    np.testing.assert_array_equal(ma.stance.model_[-1].coef_, mb.stance.model_[-1].coef_)
+
+
+def test_evaluate_reports_every_metric(tiny_model, tiny_config, fake_embedder):
+    report = evaluate(tiny_model, load_corpus(tiny_config.data.test, tiny_config), embedder=fake_embedder)
+    for part, key in [("topic", "accuracy"), ("topic", "macro_f1"), ("stance", "accuracy"), ("stance", "macro_f1"),
+                      ("clustering", "nmi"), ("clustering", "ari")]:
+        assert 0 <= report[part][key] <= 1 or part == "clustering"
+    assert 0 <= report["stance"]["fnc_score"]["relative"] <= 1
+    assert report["stance"]["confusion"]["labels"] == ["agree", "disagree", "discuss", "unrelated"]
+    assert report["topic"]["accuracy"] > 0.5  # training data, bag-of-words embedder: must fit
+
+
+def test_model_directory_errors(tmp_path, tiny_model):
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nothing")
+    d = save_model(tiny_model, tmp_path / "m")
+    (d / "stance.skops").unlink()
+    with pytest.raises(ModelError, match="missing stance.skops"):
+        load_model(d)
+    d = save_model(tiny_model, tmp_path / "m")
+    (d / "topic.skops").write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="topic.skops: corrupt"):
+        load_model(d)
+    d = save_model(tiny_model, tmp_path / "m")
+    (d / "meta.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="not a classify model"):
+        load_model(d)
+    (d / "meta.json").write_text("{truncated")
+    with pytest.raises(ModelError, match="corrupt model file"):
+        load_model(d)
+
+
+def test_no_pickle_in_model_directory(tmp_path, tiny_model):
+    d = save_model(tiny_model, tmp_path / "m")
+    for f in d.iterdir():
+        assert f.suffix in {".json", ".safetensors", ".skops"}
+        assert not f.read_bytes().startswith(b"\x80")  # pickle protocol header
+
+
+def test_unrelated_pairs_are_drawn_from_other_headlines(tiny_config):
+    corpus = load_corpus(tiny_config.data.train, tiny_config)
+    unrelated = [p for p in corpus.pairs if p.label == "unrelated"]
+    assert len(unrelated) == 2 * 4
+    own = {}
+    for p in corpus.pairs:
+        if p.label != "unrelated":
+            own.setdefault(p.headline, set()).add(p.body)
+    assert all(p.body not in own[p.headline] for p in unrelated)
