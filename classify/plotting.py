@@ -86,7 +86,7 @@ def map_figure_bytes(model: Model, points: pd.DataFrame, title: str, color_by: s
     ax.scatter(bg[:, 0], bg[:, 1], s=5, c="#d9d9d9", linewidths=0, label="training texts", zorder=1)
     for name, x, y in _cluster_centres(model):
         ax.text(x, y, name.replace("_", " "), ha="center", va="center", fontsize=11, weight="bold", color="#444444",
-                alpha=0.8, zorder=2, path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+                alpha=0.85, zorder=5, path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
     for cat, colour in colors.items():
         sel = points[points["category"] == cat]
         rel, art = sel[sel["kind"] == "related"], sel[sel["kind"] == "article"]

@@ -40,7 +40,7 @@ HEDGE = {
 }
 NEGATION = {"not", "no", "never", "n't", "none", "nothing", "nobody", "neither", "nor", "without", "cannot"}
 
-WHOLE_BODY_CHARS = 1200  # shorter bodies are also embedded whole (they fit the encoder's window)
+WHOLE_BODY_CHARS = 1000  # shorter bodies are embedded whole (they fit the encoder's window)
 _HASHER = HashingVectorizer(stop_words="english", alternate_sign=False, norm="l2", n_features=2**18)
 
 
@@ -79,16 +79,19 @@ def lexical_features(headline: str, body: str, best: str) -> list[float]:
     ]
 
 
+def segments(body: str) -> list[str]:
+    """What is embedded of a body: a short one whole (it fits the encoder's window), a long one by sentence."""
+    return [body] if len(body) < WHOLE_BODY_CHARS else split_sentences(body)
+
+
 def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
-    """Every text ``pair_features`` embeds: headlines, body sentences, and short bodies whole."""
-    return (list(headlines) + [s for b in bodies for s in split_sentences(b)]
-            + [b for b in bodies if len(b) < WHOLE_BODY_CHARS])
+    """Every text ``pair_features`` embeds: the headlines and the bodies' segments."""
+    return list(headlines) + [s for b in bodies for s in segments(b)]
 
 
 def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> np.ndarray:
     """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts."""
-    sentences = [split_sentences(b) for b in bodies]
-    whole = [b if len(b) < WHOLE_BODY_CHARS else None for b in bodies]
+    sentences = [segments(b) for b in bodies]
     texts = pair_embedding_texts(headlines, bodies)
     vectors = embed(texts)
     lookup = dict(zip(texts, vectors))
@@ -104,7 +107,7 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
         sims = S @ h
         order = np.argsort(-sims, kind="stable")[:top_k]
         best = _unit(S[order].mean(axis=0))
-        b = lookup[whole[i]] if whole[i] else _unit(S.mean(axis=0))
+        b = _unit(S.mean(axis=0))
         dense = [float(h @ b), float(sims.max()), float(sims[order].mean()), float(sims.mean()), float(h @ best),
                  float(tf_cos[i])]
         best_text = " ".join(sents[j] for j in sorted(order))
