@@ -116,8 +116,6 @@ def map_svg(model: Model, points: pd.DataFrame, color_by: str, width: int = 900,
     sy = lambda y: height - pad - (y - y0) / max(y1 - y0, 1e-9) * (height - 2 * pad)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="map" role="img">']
     parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="1.6" fill="#d9d9d9"/>' for x, y in bg]
-    for name, x, y in _cluster_centres(model):
-        parts.append(f'<text x="{sx(x):.1f}" y="{sy(y):.1f}" class="centre">{html.escape(name.replace("_", " "))}</text>')
     for row in points.sort_values("kind", ascending=False).itertuples():
         tip = f"{row.title}\n{row.kind} · topic {row.topic} · cluster {row.cluster}"
         if row.kind == "related" and row.stance:
@@ -127,6 +125,8 @@ def map_svg(model: Model, points: pd.DataFrame, color_by: str, width: int = 900,
         stroke = ' stroke="#000" stroke-width="1.5"' if row.kind == "article" else ' stroke="#fff" stroke-width="0.8"'
         parts.append(f'<circle class="pt" cx="{sx(row.x):.1f}" cy="{sy(row.y):.1f}" r="{r}" '
                      f'fill="{colors[row.category]}"{stroke}><title>{html.escape(tip)}</title></circle>')
+    for name, x, y in _cluster_centres(model):  # labels on top of the points
+        parts.append(f'<text x="{sx(x):.1f}" y="{sy(y):.1f}" class="centre">{html.escape(name.replace("_", " "))}</text>')
     parts.append("</svg>")
     legend = "".join(f'<li><span class="sw" style="background:{c}"></span>{html.escape(k.replace("_", " "))} '
                      f'({int((points["category"] == k).sum())})</li>' for k, c in colors.items())
@@ -138,7 +138,7 @@ MAP_CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
 svg.map{width:100%;max-width:900px;height:auto;border:1px solid #e5e5e5;border-radius:6px;background:#fff}
 svg.map .pt:hover{stroke:#000;stroke-width:2.5}
-svg.map text.centre{font-size:15px;font-weight:700;fill:#555;text-anchor:middle;paint-order:stroke;stroke:#fff;stroke-width:4px}
+svg.map text.centre{font-size:15px;font-weight:700;fill:#444;pointer-events:none;text-anchor:middle;paint-order:stroke;stroke:#fff;stroke-width:4px}
 ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:14px;font-size:14px}
 .sw{display:inline-block;width:12px;height:12px;border-radius:50%;margin-right:5px;vertical-align:middle}
 """

@@ -61,21 +61,27 @@ def _rate(words: list[str], vocab: set[str]) -> float:
     return sum(w in vocab for w in words) / max(len(words), 1)
 
 
-def lexical_features(headline: str, body: str, best: str) -> list[float]:
-    hw, bw, sw = _words(headline), _words(body), _words(best)
-    hc, bc, sc = _content(hw), _content(bw), _content(sw)
-    h_nums = set(_NUMBER.findall(headline))
-    b_nums = set(_NUMBER.findall(body))
+class _Side:
+    """What the features need of one text, computed once per distinct headline or body."""
+
+    def __init__(self, text: str):
+        self.words = _words(text)
+        self.content = _content(self.words)
+        self.numbers = set(_NUMBER.findall(text))
+        self.rates = [_rate(self.words, REFUTE), _rate(self.words, HEDGE), _rate(self.words, NEGATION)]
+
+
+def lexical_features(h: _Side, b: _Side, best: _Side, headline: str, body: str) -> list[float]:
     return [
-        len(hc & bc) / max(len(hc | bc), 1),
-        len(hc & bc) / max(len(hc), 1),
-        len(hc & sc) / max(len(hc), 1),
-        _rate(bw, REFUTE), _rate(sw, REFUTE), float(any(w in REFUTE for w in sw)),
-        _rate(bw, HEDGE), _rate(sw, HEDGE),
-        _rate(bw, NEGATION), _rate(sw, NEGATION), _rate(hw, NEGATION), _rate(hw, REFUTE), _rate(hw, HEDGE),
-        float(bool(h_nums)), len(h_nums - b_nums) / max(len(h_nums), 1),
-        float(body.count("?") > 0), float(headline.endswith("?")),
-        np.log1p(len(bw)), np.log1p(len(hw)),
+        len(h.content & b.content) / max(len(h.content | b.content), 1),
+        len(h.content & b.content) / max(len(h.content), 1),
+        len(h.content & best.content) / max(len(h.content), 1),
+        b.rates[0], best.rates[0], float(any(w in REFUTE for w in best.words)),
+        b.rates[1], best.rates[1],
+        b.rates[2], best.rates[2], h.rates[2], h.rates[0], h.rates[1],
+        float(bool(h.numbers)), len(h.numbers - b.numbers) / max(len(h.numbers), 1),
+        float("?" in body), float(headline.rstrip().endswith("?")),
+        np.log1p(len(b.words)), np.log1p(len(h.words)),
     ]
 
 
@@ -85,34 +91,35 @@ def segments(body: str) -> list[str]:
 
 
 def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
-    """Every text ``pair_features`` embeds: the headlines and the bodies' segments."""
-    return list(headlines) + [s for b in bodies for s in segments(b)]
+    """Every distinct text ``pair_features`` embeds: the headlines and the bodies' segments."""
+    return list(dict.fromkeys(list(headlines) + [s for b in dict.fromkeys(bodies) for s in segments(b)]))
 
 
 def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> np.ndarray:
-    """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts."""
-    sentences = [segments(b) for b in bodies]
+    """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts;
+    work on a headline or a body is done once however many pairs share it."""
     texts = pair_embedding_texts(headlines, bodies)
-    vectors = embed(texts)
-    lookup = dict(zip(texts, vectors))
-
-    tf_h = _HASHER.transform(headlines)
-    tf_b = _HASHER.transform(bodies)
-    tf_cos = np.asarray(tf_h.multiply(tf_b).sum(axis=1)).ravel()
+    lookup = dict(zip(texts, embed(texts)))
+    uniq_h, uniq_b = list(dict.fromkeys(headlines)), list(dict.fromkeys(bodies))
+    heads = {h: _Side(h) for h in uniq_h}
+    segs = {b: segments(b) for b in uniq_b}
+    mats = {b: np.stack([lookup[s] for s in segs[b]]) for b in uniq_b}
+    means = {b: _unit(m.mean(axis=0)) for b, m in mats.items()}
+    sides = {b: _Side(b) for b in uniq_b}
+    tf_h = dict(zip(uniq_h, _HASHER.transform(uniq_h)))
+    tf_b = dict(zip(uniq_b, _HASHER.transform(uniq_b)))
 
     rows = []
-    for i, (headline, body, sents) in enumerate(zip(headlines, bodies, sentences)):
-        h = lookup[headline]
-        S = np.stack([lookup[s] for s in sents])
+    for headline, body in zip(headlines, bodies):
+        h, S, sents, b = lookup[headline], mats[body], segs[body], means[body]
         sims = S @ h
         order = np.argsort(-sims, kind="stable")[:top_k]
         best = _unit(S[order].mean(axis=0))
-        b = _unit(S.mean(axis=0))
+        best_side = _Side(" ".join(sents[j] for j in sorted(order))) if len(sents) > 1 else sides[body]
         dense = [float(h @ b), float(sims.max()), float(sims[order].mean()), float(sims.mean()), float(h @ best),
-                 float(tf_cos[i])]
-        best_text = " ".join(sents[j] for j in sorted(order))
-        rows.append(np.concatenate([dense, lexical_features(headline, body, best_text), h * best, np.abs(h - best),
-                                    h * b, np.abs(h - b)]))
+                 float(tf_h[headline].multiply(tf_b[body]).sum())]
+        rows.append(np.concatenate([dense, lexical_features(heads[headline], sides[body], best_side, headline, body),
+                                    h * best, np.abs(h - best), h * b, np.abs(h - b)]))
     return np.asarray(rows, dtype=np.float32)
 
 

@@ -110,3 +110,13 @@ def tiny_model(tiny_config, fake_embedder):
 
 def requires_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not available")
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_model, monkeypatch, fake_embedder):
+    """A saved tiny model; the CLI's embedder is replaced by the fake one."""
+    import classify.pipeline
+    from classify.model import save_model
+
+    monkeypatch.setattr(classify.pipeline, "make_embedder", lambda config, quiet=False: fake_embedder)
+    return save_model(tiny_model, tmp_path / "model")

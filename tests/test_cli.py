@@ -6,7 +6,6 @@ import pytest
 from typer.testing import CliRunner
 
 from classify.cli import app
-from classify.model import save_model
 from conftest import ROOT
 from test_dumps import SAMPLE
 
@@ -23,14 +22,6 @@ def assert_one_line_error(stderr, *words):
     errors = [line for line in lines if line.startswith("error: ")]
     assert errors and all(w in errors[0] for w in words), stderr
     assert "Traceback" not in stderr
-
-
-@pytest.fixture
-def model_dir(tmp_path, tiny_model, monkeypatch, fake_embedder):
-    import classify.pipeline
-
-    monkeypatch.setattr(classify.pipeline, "make_embedder", lambda config, quiet=False: fake_embedder)
-    return save_model(tiny_model, tmp_path / "model")
 
 
 def test_typo_in_config_key(tmp_path):
