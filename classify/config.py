@@ -124,8 +124,16 @@ class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
     """Long bodies are split into sentences; features use the best-matching ones."""
+    embedding_features: bool = True
+    """Add the element-wise products and differences of headline and body embeddings (4 x 384 columns);
+    without them only similarities and lexical cues are used, which generalise better to unseen claims."""
     two_stage: bool = False
     """First related/unrelated, then the other labels among related pairs."""
+    tune_class_scale: bool = False
+    """Weigh each class's probability by a factor tuned for macro-F1 on a held-out part of data.train
+    (grouped by headline); costs one extra fit."""
+    validation_size: float = Field(0.2, gt=0, lt=1)
+    """Share of headlines held out to tune the class weights."""
     classifier: StanceClassifierConfig = Field(default_factory=StanceClassifierConfig)
 
 

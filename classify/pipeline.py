@@ -58,11 +58,13 @@ def build_stance(config: Config) -> StanceClassifier:
     return StanceClassifier(kind=s.type, C=s.C, class_weight=s.class_weight, max_iter=s.max_iter,
                             learning_rate=s.learning_rate, max_leaf_nodes=s.max_leaf_nodes,
                             two_stage=config.stance.two_stage, unrelated_label=config.labels.unrelated,
+                            tune_scale=config.stance.tune_class_scale, validation_size=config.stance.validation_size,
                             random_state=config.seed)
 
 
 def stance_features(config: Config, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
-    return pair_features(headlines, bodies, embed, top_k=config.stance.top_sentences)
+    return pair_features(headlines, bodies, embed, top_k=config.stance.top_sentences,
+                         embedding_features=config.stance.embedding_features)
 
 
 def train(config: Config, quiet: bool = False, embedder: Embedder | None = None) -> Model:
@@ -97,7 +99,7 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
         log("stance features", quiet)
         F = stance_features(config, headlines, bodies, embedder.encode)
         log(f"stance classifier ({config.stance.classifier.type}) on {F.shape[0]} pairs x {F.shape[1]} features", quiet)
-        model.stance = build_stance(config).fit(F, [p.label for p in corpus.pairs])
+        model.stance = build_stance(config).fit(F, [p.label for p in corpus.pairs], groups=headlines)
 
     model.meta = {
         "training": {
@@ -150,9 +152,10 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     if model.stance is not None and heads:
         F = stance_features(model.config, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
         proba = model.stance.predict_proba(F)
+        labels = model.stance.predict(F)
         related = (df["kind"] == "related").to_numpy()
-        df.loc[related, "stance"] = model.stance.classes_[proba.argmax(axis=1)]
-        df.loc[related, "stance_score"] = proba.max(axis=1).round(4)
+        df.loc[related, "stance"] = labels
+        df.loc[related, "stance_score"] = proba[np.arange(len(labels)), np.searchsorted(model.stance.classes_, labels)].round(4)
     return df[PREDICTION_COLUMNS]
 
 

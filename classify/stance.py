@@ -8,6 +8,7 @@ scikit-learn classifier over that matrix, optionally in two stages (related/unre
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -15,6 +16,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -38,6 +41,9 @@ HEDGE = {
     "investigation", "possible", "possibly", "unclear", "unverified", "whether", "if", "apparently",
     "believed", "purportedly", "speculation", "question", "questions", "says", "said",
 }
+# Single words whose presence in the best-matching sentences is a feature of its own.
+CUE_WORDS = ["fake", "hoax", "false", "deny", "denied", "denies", "not", "no", "never", "debunk", "rejected",
+             "reportedly", "allegedly", "claims", "unconfirmed", "may", "could", "according", "confirmed", "said"]
 NEGATION = {"not", "no", "never", "n't", "none", "nothing", "nobody", "neither", "nor", "without", "cannot"}
 
 WHOLE_BODY_CHARS = 1000  # shorter bodies are embedded whole (they fit the encoder's window)
@@ -95,9 +101,14 @@ def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
     return list(dict.fromkeys(list(headlines) + [s for b in dict.fromkeys(bodies) for s in segments(b)]))
 
 
-def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> np.ndarray:
+def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3,
+                  embedding_features: bool = True) -> np.ndarray:
     """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts;
-    work on a headline or a body is done once however many pairs share it."""
+    work on a headline or a body is done once however many pairs share it.
+
+    Columns: similarities (headline to body, to its best sentences, share of matching sentences, position of
+    the best one, TF cosine), lexical cues, presence of single cue words in the best sentences, and, with
+    ``embedding_features``, the 4 x dim element-wise products and differences of the embeddings."""
     texts = pair_embedding_texts(headlines, bodies)
     lookup = dict(zip(texts, embed(texts)))
     uniq_h, uniq_b = list(dict.fromkeys(headlines)), list(dict.fromkeys(bodies))
@@ -113,13 +124,21 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
     for headline, body in zip(headlines, bodies):
         h, S, sents, b = lookup[headline], mats[body], segs[body], means[body]
         sims = S @ h
-        order = np.argsort(-sims, kind="stable")[:top_k]
-        best = _unit(S[order].mean(axis=0))
-        best_side = _Side(" ".join(sents[j] for j in sorted(order))) if len(sents) > 1 else sides[body]
-        dense = [float(h @ b), float(sims.max()), float(sims[order].mean()), float(sims.mean()), float(h @ best),
+        order = np.argsort(-sims, kind="stable")
+        top = order[:top_k]
+        best = _unit(S[top].mean(axis=0))
+        best_text = " ".join(sents[j] for j in sorted(top))
+        best_side = _Side(best_text) if len(sents) > 1 else sides[body]
+        ranked = sims[order]
+        dense = [float(h @ b), float(ranked[0]), float(ranked[:2].mean()), float(sims[top].mean()),
+                 float(ranked[:5].mean()), float(sims.mean()), float(sims[0]), float(h @ best),
+                 float((sims > 0.5).mean()), float((sims > 0.6).sum()), float(order[0] / max(len(sents) - 1, 1)),
                  float(tf_h[headline].multiply(tf_b[body]).sum())]
-        rows.append(np.concatenate([dense, lexical_features(heads[headline], sides[body], best_side, headline, body),
-                                    h * best, np.abs(h - best), h * b, np.abs(h - b)]))
+        cues = [float(w in best_side.words) for w in CUE_WORDS]
+        parts = [dense, lexical_features(heads[headline], sides[body], best_side, headline, body), cues]
+        if embedding_features:
+            parts += [h * best, np.abs(h - best), h * b, np.abs(h - b)]
+        rows.append(np.concatenate(parts))
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -132,11 +151,13 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
 
     ``kind``: ``logreg`` (standardised features + logistic regression) or ``hgb`` (histogram gradient
     boosting). With ``two_stage``, a first model separates ``unrelated_label`` from the rest and a second
-    one picks among the other labels on related pairs; probabilities multiply.
+    one picks among the other labels on related pairs; probabilities multiply. With ``tune_scale``, ``predict``
+    weighs the probabilities per class (``class_scale_``), tuned for macro-F1 on a grouped validation split.
     """
 
     def __init__(self, kind="logreg", C=1.0, class_weight="balanced", max_iter=300, learning_rate=0.1,
-                 max_leaf_nodes=31, two_stage=False, unrelated_label="unrelated", random_state=0):
+                 max_leaf_nodes=31, two_stage=False, unrelated_label="unrelated", tune_scale=False,
+                 validation_size=0.2, scale_grid=(0.5, 1.0, 2.0, 4.0, 8.0), random_state=0):
         self.kind = kind
         self.C = C
         self.class_weight = class_weight
@@ -145,6 +166,9 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         self.max_leaf_nodes = max_leaf_nodes
         self.two_stage = two_stage
         self.unrelated_label = unrelated_label
+        self.tune_scale = tune_scale
+        self.validation_size = validation_size
+        self.scale_grid = scale_grid
         self.random_state = random_state
 
     def _base(self):
@@ -155,9 +179,13 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         return make_pipeline(StandardScaler(), LogisticRegression(
             C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state))
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
+        """``groups`` (e.g. the headline of each pair) keep a group on one side of the validation split."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)
+        self.class_scale_ = np.ones(len(self.classes_))
+        if self.tune_scale:
+            self.class_scale_ = self._tune_scale(X, y, groups)
         if self.two_stage:
             related = y != self.unrelated_label
             self.stage1_ = clone(self._base()).fit(X, related)
@@ -179,5 +207,24 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         out[:, list(self.classes_).index(self.unrelated_label)] = 1 - p_related
         return out
 
+    def _tune_scale(self, X, y, groups):
+        """Per-class multipliers of the probabilities that maximise macro-F1 on a held-out part of the training
+        data (grouped), for a model fitted on the rest; the largest class keeps 1."""
+        split = GroupShuffleSplit(1, test_size=self.validation_size, random_state=self.random_state)
+        fit_idx, val_idx = next(split.split(X, y, groups if groups is not None else np.arange(len(y))))
+        inner = clone(self).set_params(tune_scale=False).fit(X[fit_idx], y[fit_idx])
+        proba, gold = inner.predict_proba(X[val_idx]), y[val_idx]
+        fixed = int(np.argmax([np.sum(y == c) for c in self.classes_]))
+        free = [j for j in range(len(self.classes_)) if j != fixed]
+        best, best_scale = -1.0, np.ones(len(self.classes_))
+        for values in itertools.product(self.scale_grid, repeat=len(free)):
+            scale = np.ones(len(self.classes_))
+            scale[free] = values
+            score = f1_score(gold, self.classes_[np.argmax(proba * scale, axis=1)], average="macro")
+            if score > best + 1e-9:
+                best, best_scale = score, scale
+        return best_scale
+
     def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        check_is_fitted(self, "classes_")
+        return self.classes_[np.argmax(self.predict_proba(X) * self.class_scale_, axis=1)]
