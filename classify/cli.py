@@ -40,9 +40,22 @@ def handle_errors(fn):
     return wrapper
 
 
-def _report_dump_errors(errors) -> None:
+def _check_format(output: Path, formats: tuple[str, ...]) -> None:
+    if output.suffix.lower() not in formats:
+        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(formats)}", 2)
+
+
+def _predict_paths(paths: list[str], model: Path, quiet: bool):
+    """Load the model, parse the dumps (reporting bad ones, one line each) and predict them."""
+    from .dumps import read_dumps
+    from .model import load_model
+    from .pipeline import predict_dumps
+
+    loaded = load_model(model)
+    dumps, errors = read_dumps(paths)
     for err in errors:
         typer.echo(f"error: {err}", err=True)
+    return loaded, dumps, predict_dumps(loaded, dumps, quiet=quiet), errors
 
 
 @app.command("train")
@@ -95,17 +108,12 @@ def predict_cli(
     quiet: bool = QUIET,
 ):
     """Label the article and related stories of each dump: topic, cluster, stance."""
-    from .dumps import read_dumps
-    from .model import load_model
     from .output import TABLE_FORMATS, print_table, write_table
-    from .pipeline import PREDICTION_COLUMNS, predict_dumps
+    from .pipeline import PREDICTION_COLUMNS
 
-    if output and output.suffix.lower() not in TABLE_FORMATS:
-        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(TABLE_FORMATS)}", 2)
-    loaded = load_model(model)
-    dumps, errors = read_dumps(paths)
-    _report_dump_errors(errors)
-    df = predict_dumps(loaded, dumps, quiet=quiet)
+    if output:
+        _check_format(output, TABLE_FORMATS)
+    _, dumps, df, errors = _predict_paths(paths, model, quiet)
     if output:
         write_table(df, output)
         if not quiet:
@@ -128,19 +136,12 @@ def plot_cli(
     quiet: bool = QUIET,
 ):
     """Draw a 2-D cluster map of the dumps' texts over the model's training map."""
-    from .dumps import read_dumps
-    from .model import load_model
-    from .pipeline import predict_dumps
     from .plotting import COLOR_BY, PLOT_FORMATS, plot_map
 
     if color_by not in COLOR_BY:
         _fail(f"--color-by {color_by!r}: expected one of {', '.join(COLOR_BY)}", 2)
-    if output.suffix.lower() not in PLOT_FORMATS:
-        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(PLOT_FORMATS)}", 2)
-    loaded = load_model(model)
-    dumps, errors = read_dumps(paths)
-    _report_dump_errors(errors)
-    df = predict_dumps(loaded, dumps, quiet=quiet)
+    _check_format(output, PLOT_FORMATS)
+    loaded, dumps, df, errors = _predict_paths(paths, model, quiet)
     plot_map(loaded, df, dumps, output, color_by=color_by, title=title)
     if not quiet:
         typer.echo(f"map of {len(df)} texts written to {output}", err=True)
@@ -157,17 +158,10 @@ def report_cli(
     quiet: bool = QUIET,
 ):
     """Write a cluster and stance report for the dumps: map, counts, keywords, examples."""
-    from .dumps import read_dumps
-    from .model import load_model
-    from .pipeline import predict_dumps
     from .report import REPORT_FORMATS, write_report
 
-    if output.suffix.lower() not in REPORT_FORMATS:
-        _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(REPORT_FORMATS)}", 2)
-    loaded = load_model(model)
-    dumps, errors = read_dumps(paths)
-    _report_dump_errors(errors)
-    df = predict_dumps(loaded, dumps, quiet=quiet)
+    _check_format(output, REPORT_FORMATS)
+    loaded, dumps, df, errors = _predict_paths(paths, model, quiet)
     write_report(loaded, df, dumps, output)
     if not quiet:
         typer.echo(f"report on {len(dumps)} dumps written to {output}", err=True)
