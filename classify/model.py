@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 
 from .clusters import MapProjector, TopicClusterer
 from .config import Config
+from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION
 from .errors import ModelError
 
 FORMAT = "classify-model"
@@ -77,8 +78,8 @@ def save_model(model: Model, directory: str | Path) -> Path:
     try:
         components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
                                               ("clusters", model.clusterer)) if part is not None]
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components, **model.meta,
-                "versions": library_versions()}
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
+                "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "config.json").write_text(model.config.model_dump_json(indent=2))
         if model.topic is not None:
@@ -157,6 +158,10 @@ def load_model(directory: str | Path) -> Model:
             raise ModelError(f"{directory}: not a classify model of format version {FORMAT_VERSION} "
                              f"(found {meta.get('format')!r} version {meta.get('format_version')!r})")
         components = meta.get("components", [])
+        if "stance" in components and meta.get("stance_features_version") != STANCE_FEATURES_VERSION:
+            raise ModelError(f"{directory}: its stance classifier was trained on stance features version "
+                             f"{meta.get('stance_features_version')}, this classify computes version "
+                             f"{STANCE_FEATURES_VERSION}; retrain the model")
         missing = [f for c in components for f in COMPONENT_FILES.get(c, []) if not (directory / f).is_file()]
         if missing:
             raise ModelError(f"{directory}: not a complete classify model, missing {', '.join(missing)}; retrain it")

@@ -46,6 +46,7 @@ CUE_WORDS = ["fake", "hoax", "false", "deny", "denied", "denies", "not", "no", "
              "reportedly", "allegedly", "claims", "unconfirmed", "may", "could", "according", "confirmed", "said"]
 NEGATION = {"not", "no", "never", "n't", "none", "nothing", "nobody", "neither", "nor", "without", "cannot"}
 
+FEATURES_VERSION = 2  # bump when pair_features' columns change: older stance models must be retrained
 WHOLE_BODY_CHARS = 1000  # shorter bodies are embedded whole (they fit the encoder's window)
 _HASHER = HashingVectorizer(stop_words="english", alternate_sign=False, norm="l2", n_features=2**18)
 

@@ -76,6 +76,10 @@ def test_model_directory_errors(tmp_path, tiny_model):
     with pytest.raises(ModelError, match="topic.skops: corrupt"):
         load_model(d)
     d = save_model(tiny_model, tmp_path / "m")
+    meta = json.loads((d / "meta.json").read_text())
+    (d / "meta.json").write_text(json.dumps({**meta, "stance_features_version": 1}))
+    with pytest.raises(ModelError, match="stance features version 1.*retrain"):
+        load_model(d)
     (d / "meta.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelError, match="not a classify model"):
         load_model(d)
