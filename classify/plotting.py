@@ -28,9 +28,11 @@ NONE_COLOR = "#9a9a9a"
 
 def color_map(model: Model, categories: list[str]) -> dict[str, str]:
     """Stable colours: configured labels first (so a topic keeps its colour across plots), then the rest."""
+    fixed = {"article": "#ffffff", "none": NONE_COLOR}  # articles have no stance; texts with no label
     known = list(model.topics) + list(model.stances)
-    ordered = [c for c in known if c in categories] + sorted(c for c in set(categories) if c not in known)
-    return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(ordered)}
+    ordered = [c for c in known if c in categories] + sorted(c for c in set(categories) if c not in known and c not in fixed)
+    colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(ordered)}
+    return {**colors, **{c: v for c, v in fixed.items() if c in categories}}
 
 
 def map_points(model: Model, df: pd.DataFrame, dumps: list[Dump], color_by: str, embedder=None) -> pd.DataFrame:
