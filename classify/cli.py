@@ -5,8 +5,6 @@ Errors the user can fix (ClassifyError) become one line on stderr and a non-zero
 
 from __future__ import annotations
 
-import json
-import sys
 from functools import wraps
 from pathlib import Path
 from typing import List, Optional

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config, Dumps, HeadlineBodyCsv, StanceJsonl, TopicsJsonl
-from .dumps import DumpError, _join, decode, parse_dump
+from .dumps import DumpError, join_text, decode, parse_dump
 from .errors import DataError
 
 
@@ -70,7 +70,7 @@ def load_topics_jsonl(src: TopicsJsonl, config: Config) -> Corpus:
     out = Corpus()
     for lineno, row in _read_jsonl(src.path, src.limit):
         where = f"{src.path}:{lineno}"
-        out.texts.append(_join(_field(row, "title", where), str(row.get("snippet") or "").strip()))
+        out.texts.append(join_text(_field(row, "title", where), str(row.get("snippet") or "").strip()))
         out.topics.append(_check(_field(row, "topic", where), config.labels.topics, where, "topic"))
     return out
 
@@ -89,7 +89,7 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
         texts = []
         for j, story in enumerate(stories):
             swhere = f"{where}: stories.{j}"
-            text = _join(_field(story, "title", swhere), str(story.get("snippet") or "").strip())
+            text = join_text(_field(story, "title", swhere), str(story.get("snippet") or "").strip())
             label = _check(_field(story, "stance", swhere), config.labels.stances, swhere, "stance")
             out.pairs.append(StancePair(headline, text, label))
             texts.append(text)

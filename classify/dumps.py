@@ -32,7 +32,7 @@ class Related:
     @property
     def text(self) -> str:
         """The text that is embedded: headline and snippet."""
-        return _join(self.title, self.snippet)
+        return join_text(self.title, self.snippet)
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ class Dump:
     @property
     def text(self) -> str:
         """The article text that is embedded: headline and lead paragraph."""
-        return _join(self.headline, self.body[0] if self.body else "")
+        return join_text(self.headline, self.body[0] if self.body else "")
 
 
-def _join(title: str, snippet: str) -> str:
+def join_text(title: str, snippet: str) -> str:
     if not snippet:
         return title
     sep = " " if title.endswith((".", "?", "!", ":")) else ". "

@@ -22,7 +22,8 @@ def sources_for(data: Path | None, model) -> list:
     if not data.exists():
         raise DataError(f"--data {data}: no such file or directory")
     if data.suffix in (".yaml", ".yml"):
-        return load_config(data).data.test or load_config(data).data.train
+        other = load_config(data)
+        return other.data.test or other.data.train
     if data.is_dir():
         labels = data / "labels.json"
         if not labels.is_file():

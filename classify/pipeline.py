@@ -171,8 +171,9 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         if model.clusterer is not None:
             ids = model.clusterer.predict(X)
             report["clustering"] = clustering_report(corpus.topics, ids)
-            names = [t or "" for t in (dict(zip(model.clusterer.cluster_ids_.tolist(), model.clusterer.cluster_topics_))[int(i)] for i in ids)]
-            report["clustering"]["named_accuracy"] = float(np.mean([n == g for n, g in zip(names, corpus.topics)]))
+            topic_of = dict(zip(model.clusterer.cluster_ids_.tolist(), model.clusterer.cluster_topics_))
+            named = [topic_of[int(i)] for i in ids]  # None for clusters that match no topic
+            report["clustering"]["named_accuracy"] = float(np.mean([n == g for n, g in zip(named, corpus.topics)]))
     if corpus.pairs and model.stance is not None:
         heads = [p.headline for p in corpus.pairs]
         bodies = [p.body for p in corpus.pairs]
