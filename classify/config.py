@@ -120,6 +120,17 @@ class StanceClassifierConfig(_Strict):
     max_leaf_nodes: int = Field(31, ge=2)
 
 
+class CrossEncoderConfig(_Strict):
+    enabled: bool = False
+    """Fine-tune the embedding model as a cross-encoder on related pairs (needs stance.two_stage)."""
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(4e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(128, ge=16)
+    weight: float = Field(0.5, ge=0, le=1)
+    """Share of the cross-encoder in the related labels' probabilities (the rest: the feature classifier)."""
+
+
 class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
@@ -135,6 +146,7 @@ class StanceConfig(_Strict):
     validation_size: float = Field(0.2, gt=0, lt=1)
     """Share of headlines held out to tune the class weights."""
     classifier: StanceClassifierConfig = Field(default_factory=StanceClassifierConfig)
+    cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
 
 
 class Config(_Strict):
@@ -153,6 +165,8 @@ class Config(_Strict):
             raise ValueError(f"labels.unrelated: {u!r} is not one of labels.stances {self.labels.stances}")
         if self.stance.two_stage and u is None:
             raise ValueError("stance.two_stage needs labels.unrelated")
+        if self.stance.cross_encoder.enabled and not self.stance.two_stage:
+            raise ValueError("stance.cross_encoder.enabled needs stance.two_stage: true")
         return self
 
 

@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 
 from .clusters import MapProjector, TopicClusterer
 from .config import Config
+from .crossencoder import CrossEncoder
 from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION
 from .errors import ModelError
 
@@ -31,6 +32,7 @@ FORMAT = "classify-model"
 FORMAT_VERSION = 1
 FILES = ["meta.json", "config.json"]
 COMPONENT_FILES = {"topic": ["topic.skops"], "stance": ["stance.skops"],
+                   "cross_encoder": ["cross_encoder.safetensors", "cross_encoder.json"],
                    "clusters": ["clusters.json", "reference.safetensors"]}
 # Types skops may rebuild beyond scikit-learn's defaults; anything else in a file is refused.
 TRUSTED_TYPES = [
@@ -45,6 +47,7 @@ class Model:
     topic: object | None = None
     stance: object | None = None
     clusterer: TopicClusterer | None = None
+    cross_encoder: object | None = None
     projector: MapProjector | None = None
     clusters_info: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -77,7 +80,8 @@ def save_model(model: Model, directory: str | Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
         components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
-                                              ("clusters", model.clusterer)) if part is not None]
+                                              ("clusters", model.clusterer), ("cross_encoder", model.cross_encoder))
+                      if part is not None]
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
                 "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -88,6 +92,8 @@ def save_model(model: Model, directory: str | Path) -> Path:
             sio.dump(model.stance, tmp / "stance.skops")
         if model.clusterer is not None:
             _save_clusters(model, tmp)
+        if model.cross_encoder is not None:
+            model.cross_encoder.save(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -167,6 +173,7 @@ def load_model(directory: str | Path) -> Model:
             raise ModelError(f"{directory}: not a complete classify model, missing {', '.join(missing)}; retrain it")
         config = Config.model_validate_json((directory / "config.json").read_text())
         clusterer, projector, info = _load_clusters(directory) if "clusters" in components else (None, None, {})
+        cross_encoder = CrossEncoder.load(directory) if "cross_encoder" in components else None
     except ModelError:
         raise
     except Exception as err:
@@ -178,6 +185,7 @@ def load_model(directory: str | Path) -> Model:
         stance=_load_skops(directory / "stance.skops") if "stance" in components else None,
         clusterer=clusterer,
         projector=projector,
+        cross_encoder=cross_encoder,
         clusters_info=info,
         meta=meta,
     )

@@ -18,7 +18,8 @@ from .embed import Embedder
 from .errors import DataError
 from .metrics import class_report, clustering_report, fnc_score
 from .model import Model
-from .stance import StanceClassifier, pair_embedding_texts, pair_features
+from .crossencoder import CrossEncoder
+from .stance import StanceClassifier, best_sentences, pair_embedding_texts, pair_features
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
                       "stance_score"]
@@ -67,6 +68,28 @@ def stance_features(config: Config, headlines: list[str], bodies: list[str], emb
                          embedding_features=config.stance.embedding_features)
 
 
+def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
+    """Stance labels and their probabilities. With a cross-encoder, the related labels' probabilities of the
+    pairs the first stage calls related are a weighted mean of the cross-encoder's and the classifier's."""
+    clf = model.stance
+    proba = clf.predict_proba(stance_features(model.config, headlines, bodies, embed))
+    if model.cross_encoder is not None and len(headlines):
+        ce = model.cross_encoder
+        cols = np.searchsorted(clf.classes_, ce.classes_)
+        related = proba[:, cols].sum(axis=1) > proba[:, list(clf.classes_).index(clf.unrelated_label)]
+        idx = np.flatnonzero(related)
+        if len(idx):
+            contexts = best_sentences([headlines[i] for i in idx], [bodies[i] for i in idx], embed,
+                                      model.config.stance.top_sentences)
+            inner = proba[np.ix_(idx, cols)]
+            inner = inner / inner.sum(axis=1, keepdims=True)
+            w = model.config.stance.cross_encoder.weight
+            mixed = w * ce.predict_proba([headlines[i] for i in idx], contexts) + (1 - w) * inner
+            proba[np.ix_(idx, cols)] = mixed * proba[idx][:, cols].sum(axis=1, keepdims=True)
+    labels = clf.classes_[np.argmax(proba * clf.class_scale_, axis=1)]
+    return labels, proba[np.arange(len(labels)), np.searchsorted(clf.classes_, labels)]
+
+
 def train(config: Config, quiet: bool = False, embedder: Embedder | None = None) -> Model:
     """Train every component the config and its data allow; returns the model (not yet saved)."""
     start = time.perf_counter()
@@ -100,6 +123,15 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
         F = stance_features(config, headlines, bodies, embedder.encode)
         log(f"stance classifier ({config.stance.classifier.type}) on {F.shape[0]} pairs x {F.shape[1]} features", quiet)
         model.stance = build_stance(config).fit(F, [p.label for p in corpus.pairs], groups=headlines)
+        ce = config.stance.cross_encoder
+        if ce.enabled:
+            related = [p for p in corpus.pairs if p.label != config.labels.unrelated]
+            heads = [p.headline for p in related]
+            log(f"cross-encoder: {ce.epochs} epoch(s) on {len(related)} related pairs", quiet)
+            contexts = best_sentences(heads, [p.body for p in related], embedder.encode, config.stance.top_sentences)
+            model.cross_encoder = CrossEncoder(config.embedding.model, ce.epochs, ce.learning_rate, ce.batch_size,
+                                               ce.max_length, config.seed, show_progress=not quiet).fit(
+                heads, contexts, [p.label for p in related])
 
     model.meta = {
         "training": {
@@ -150,12 +182,10 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
         df["cluster"] = model.clusterer.names_of(ids)
     df["stance"], df["stance_score"] = None, np.nan
     if model.stance is not None and heads:
-        F = stance_features(model.config, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
-        proba = model.stance.predict_proba(F)
-        labels = model.stance.predict(F)
+        labels, scores = stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
         related = (df["kind"] == "related").to_numpy()
         df.loc[related, "stance"] = labels
-        df.loc[related, "stance_score"] = proba[np.arange(len(labels)), np.searchsorted(model.stance.classes_, labels)].round(4)
+        df.loc[related, "stance_score"] = scores.round(4)
     return df[PREDICTION_COLUMNS]
 
 
@@ -178,8 +208,7 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         heads = [p.headline for p in corpus.pairs]
         bodies = [p.body for p in corpus.pairs]
         t = time.perf_counter()
-        F = stance_features(model.config, heads, bodies, embedder.encode)
-        pred = model.stance.predict(F).tolist()
+        pred = stance_predict(model, heads, bodies, embedder.encode)[0].tolist()
         seconds = time.perf_counter() - t
         gold = [p.label for p in corpus.pairs]
         report["stance"] = class_report(gold, pred, model.stances)

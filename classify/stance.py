@@ -102,6 +102,18 @@ def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
     return list(dict.fromkeys(list(headlines) + [s for b in dict.fromkeys(bodies) for s in segments(b)]))
 
 
+def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> list[str]:
+    """For each pair, the body's ``top_k`` sentences most similar to the headline, in body order."""
+    texts = pair_embedding_texts(headlines, bodies)
+    lookup = dict(zip(texts, embed(texts)))
+    out = []
+    for headline, body in zip(headlines, bodies):
+        sents = segments(body)
+        sims = np.stack([lookup[s] for s in sents]) @ lookup[headline]
+        out.append(" ".join(sents[j] for j in sorted(np.argsort(-sims, kind="stable")[:top_k])))
+    return out
+
+
 def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3,
                   embedding_features: bool = True) -> np.ndarray:
     """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts;
