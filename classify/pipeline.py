@@ -72,6 +72,9 @@ def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed)
     """Stance labels and their probabilities. With a cross-encoder, the related labels' probabilities of the
     pairs the first stage calls related are a weighted mean of the cross-encoder's and the classifier's."""
     clf = model.stance
+    texts = pair_embedding_texts(headlines, bodies)
+    vectors = dict(zip(texts, embed(texts)))  # one embedding pass for the features and the cross-encoder
+    embed = lambda ts: np.stack([vectors[t] for t in ts])  # noqa: E731
     proba = clf.predict_proba(stance_features(model.config, headlines, bodies, embed))
     if model.cross_encoder is not None and len(headlines):
         ce = model.cross_encoder
@@ -86,7 +89,7 @@ def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed)
             w = model.config.stance.cross_encoder.weight
             mixed = w * ce.predict_proba([headlines[i] for i in idx], contexts) + (1 - w) * inner
             proba[np.ix_(idx, cols)] = mixed * proba[idx][:, cols].sum(axis=1, keepdims=True)
-    labels = clf.classes_[np.argmax(proba * clf.class_scale_, axis=1)]
+    labels = clf.decide(proba)
     return labels, proba[np.arange(len(labels)), np.searchsorted(clf.classes_, labels)]
 
 

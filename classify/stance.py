@@ -238,6 +238,10 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
                 best, best_scale = score, scale
         return best_scale
 
+    def decide(self, proba):
+        """Labels from (possibly adjusted) probabilities, weighed by the tuned class scales."""
+        return self.classes_[np.argmax(proba * self.class_scale_, axis=1)]
+
     def predict(self, X):
         check_is_fitted(self, "classes_")
-        return self.classes_[np.argmax(self.predict_proba(X) * self.class_scale_, axis=1)]
+        return self.decide(self.predict_proba(X))
