@@ -16,10 +16,13 @@ from .data import Corpus, load_corpus
 from .dumps import Dump
 from .embed import Embedder
 from .errors import DataError
-from .metrics import class_report, clustering_report, fnc_score
+from sklearn.metrics import f1_score
+
+from .metrics import (calibration_report, class_report, clustering_report, fnc_score, label_f1,
+                      related_accuracy)
 from .model import Model
 from .crossencoder import CrossEncoder
-from .stance import StanceClassifier, StanceModel, pair_embedding_texts
+from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
                       "stance_score"]
@@ -177,6 +180,35 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     return df[PREDICTION_COLUMNS]
 
 
+def stance_report(gold, pred, scores, bodies, sources, config: Config) -> dict:
+    """Per-class scores, calibration of ``stance_score``, the related/unrelated accuracy and FNC score (schemes
+    with an unrelated label), ``disagree`` F1 on stories without negation words, and scores per data source."""
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    report = class_report(gold.tolist(), pred.tolist(), config.labels.stances)
+    report["calibration"] = calibration_report(scores, gold == pred)
+    unrelated = config.labels.unrelated
+    if unrelated:
+        report["fnc_score"] = fnc_score(gold, pred, unrelated)
+        report["related_accuracy"] = related_accuracy(gold, pred, unrelated)
+    if "disagree" in config.labels.stances:
+        plain = np.array([not has_negation(b) for b in bodies], dtype=bool)
+        report["disagree_without_negation"] = {
+            "f1": label_f1(gold[plain], pred[plain], "disagree"), "pairs": int(plain.sum()),
+            "disagree_pairs": int(((gold == "disagree") & plain).sum())}
+    sources = np.asarray(sources)
+    if len(set(sources)) > 1:
+        report["by_source"] = {}
+        for name in dict.fromkeys(sources):
+            m = sources == name
+            part = {"n": int(m.sum()), "accuracy": float(np.mean(gold[m] == pred[m])),
+                    "macro_f1": float(f1_score(gold[m], pred[m], labels=config.labels.stances, average="macro",
+                                               zero_division=0))}
+            if unrelated:
+                part["related_accuracy"] = related_accuracy(gold[m], pred[m], unrelated)
+            report["by_source"][name] = part
+    return report
+
+
 def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, quiet: bool = False) -> dict:
     """Scores of the model on labelled data: topic, clustering and stance reports."""
     embedder = embedder or make_embedder(model.config, quiet)
@@ -196,12 +228,10 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         heads = [p.headline for p in corpus.pairs]
         bodies = [p.body for p in corpus.pairs]
         t = time.perf_counter()
-        pred = stance_predict(model, heads, bodies, embedder.encode)[0].tolist()
+        pred, scores = stance_predict(model, heads, bodies, embedder.encode)
         seconds = time.perf_counter() - t
-        gold = [p.label for p in corpus.pairs]
-        report["stance"] = class_report(gold, pred, model.stances)
+        gold = np.array([p.label for p in corpus.pairs])
+        report["stance"] = stance_report(gold, pred, scores, bodies, [p.source for p in corpus.pairs], model.config)
         report["stance"]["pairs_per_second"] = round(len(gold) / max(seconds, 1e-9), 1)
-        if model.config.labels.unrelated:
-            report["stance"]["fnc_score"] = fnc_score(gold, pred, model.config.labels.unrelated)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
