@@ -141,6 +141,8 @@ class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
     """Long bodies are split into sentences; features use the best-matching ones."""
+    term_weights: bool = True
+    """Add TF-IDF (fitted on the training pairs) cosines and the rarest shared word's IDF to the features."""
     embedding_features: bool = True
     """Add the element-wise products and differences of headline and body embeddings (4 x 384 columns);
     without them only similarities and lexical cues are used, which generalise better to unseen claims."""

@@ -39,6 +39,12 @@ class Corpus:
         self.pairs += other.pairs
 
 
+def source_name(path: str) -> str:
+    """A short name for a data file in reports: its folder and file name (``pages/test.jsonl``)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _read_jsonl(path: str, limit: int | None) -> list[tuple[int, dict]]:
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -85,7 +91,7 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
     headline) groups its pairs; a story's own `topic` (else the headline's) labels it as a topic example."""
     out = Corpus()
     groups = []
-    name = Path(src.path).name
+    name = source_name(src.path)
     for lineno, row in _read_jsonl(src.path, src.limit):
         where = f"{src.path}:{lineno}"
         headline = _field(row, "headline", where)
@@ -154,7 +160,7 @@ def load_labelled_dumps(src: Dumps, config: Config) -> Corpus:
             out.texts.append(story.text)
             out.topics.append(_check(lab.get("topic"), config.labels.topics, f"{where}: related.{j}", "topic"))
             stance = _check(lab.get("stance"), config.labels.stances, f"{where}: related.{j}", "stance")
-            out.pairs.append(StancePair(dump.headline, story.text, stance, name, Path(src.labels).name))
+            out.pairs.append(StancePair(dump.headline, story.text, stance, name, source_name(src.labels)))
         if src.limit and len(out.texts) >= src.limit:
             break
     return out
@@ -180,7 +186,7 @@ def load_headline_body_csv(src: HeadlineBodyCsv, config: Config) -> Corpus:
             raise DataError(f"{where}: body id {row[src.body_id_column]!r} not in {src.bodies}")
         label = _check(row[src.stance_column].strip(), config.labels.stances, where, "stance")
         headline = row[src.headline_column].strip()
-        out.pairs.append(StancePair(headline, body, label, headline, Path(src.path).name))
+        out.pairs.append(StancePair(headline, body, label, headline, source_name(src.path)))
         if src.limit and len(out.pairs) >= src.limit:
             break
     return out

@@ -5,7 +5,7 @@ Layout of a model directory::
     meta.json            format version, labels, training summary, metrics, library versions
     config.json          the resolved training config
     topic.skops          topic classifier (LogisticRegression on embeddings)
-    stance.skops         stance feature classifier (classify.stance.StanceClassifier)
+    stance.skops         stance feature classifier (classify.stance.StanceClassifier) and its TF-IDF term weights
     stance.json          stance model settings and learned scalars: mixing weight, class scales, temperature
     cross_encoder.*      optional stance cross-encoder (safetensors weights + JSON settings)
     clusters.json        cluster ids, names, topics, purity, keywords, representative headlines, settings
@@ -91,7 +91,8 @@ def save_model(model: Model, directory: str | Path) -> Path:
         if model.topic is not None:
             sio.dump(model.topic, tmp / "topic.skops")
         if model.stance is not None:
-            sio.dump(model.stance.classifier_, tmp / "stance.skops")
+            sio.dump({"classifier": model.stance.classifier_, "term_weights": model.stance.term_weights_},
+                     tmp / "stance.skops")
             (tmp / "stance.json").write_text(json.dumps(model.stance.state(), indent=2))
         if model.clusterer is not None:
             _save_clusters(model, tmp)
@@ -180,7 +181,10 @@ def load_model(directory: str | Path) -> Model:
         stance = None
         if "stance" in components:
             state = json.loads((directory / "stance.json").read_text())
-            stance = StanceModel.from_state(state, _load_skops(directory / "stance.skops"), cross_encoder)
+            parts = _load_skops(directory / "stance.skops")
+            if not isinstance(parts, dict) or "classifier" not in parts:
+                raise ModelError(f"{directory / 'stance.skops'}: not a stance model file; retrain the model")
+            stance = StanceModel.from_state(state, parts["classifier"], cross_encoder, parts.get("term_weights"))
     except ModelError:
         raise
     except Exception as err:

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
@@ -48,7 +48,7 @@ CUE_WORDS = ["fake", "hoax", "false", "deny", "denied", "denies", "not", "no", "
              "reportedly", "allegedly", "claims", "unconfirmed", "may", "could", "according", "confirmed", "said"]
 NEGATION = {"not", "no", "never", "n't", "none", "nothing", "nobody", "neither", "nor", "without", "cannot"}
 
-FEATURES_VERSION = 2  # bump when pair_features' columns change: older stance models must be retrained
+FEATURES_VERSION = 3  # bump when pair_features' columns change: older stance models must be retrained
 WHOLE_BODY_CHARS = 1000  # shorter bodies are embedded whole (they fit the encoder's window)
 _HASHER = HashingVectorizer(stop_words="english", alternate_sign=False, norm="l2", n_features=2**18)
 
@@ -116,14 +116,23 @@ def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 
     return out
 
 
+def fit_term_weights(texts: list[str]) -> TfidfVectorizer:
+    """TF-IDF over the training texts: overlap of rare words (names, places) says "same event" far better than
+    overlap of the topic's everyday words (Russia, Ukraine, minister)."""
+    return TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1, dtype=np.float32).fit(
+        list(dict.fromkeys(texts)))
+
+
 def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3,
-                  embedding_features: bool = True) -> np.ndarray:
+                  embedding_features: bool = True, term_weights: TfidfVectorizer | None = None) -> np.ndarray:
     """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts;
     work on a headline or a body is done once however many pairs share it.
 
     Columns: similarities (headline to body, to its best sentences, share of matching sentences, position of
-    the best one, TF cosine), lexical cues, presence of single cue words in the best sentences, and, with
-    ``embedding_features``, the 4 x dim element-wise products and differences of the embeddings."""
+    the best one, TF cosine), lexical cues, presence of single cue words in the best sentences, with
+    ``term_weights`` (a fitted TF-IDF) the TF-IDF cosines of the headline to the body and to its best sentences
+    and the largest IDF among shared words, and, with ``embedding_features``, the 4 x dim element-wise products
+    and differences of the embeddings."""
     texts = pair_embedding_texts(headlines, bodies)
     lookup = dict(zip(texts, embed(texts)))
     uniq_h, uniq_b = list(dict.fromkeys(headlines)), list(dict.fromkeys(bodies))
@@ -135,7 +144,7 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
     tf_h = dict(zip(uniq_h, _HASHER.transform(uniq_h)))
     tf_b = dict(zip(uniq_b, _HASHER.transform(uniq_b)))
 
-    rows = []
+    rows, best_texts = [], []
     for headline, body in zip(headlines, bodies):
         h, S, sents, b = lookup[headline], mats[body], segs[body], means[body]
         sims = S @ h
@@ -150,10 +159,29 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
                  float((sims > 0.5).mean()), float((sims > 0.6).sum()), float(order[0] / max(len(sents) - 1, 1)),
                  float(tf_h[headline].multiply(tf_b[body]).sum())]
         cues = [float(w in best_side.words) for w in CUE_WORDS]
+        best_texts.append(best_text)
         parts = [dense, lexical_features(heads[headline], sides[body], best_side, headline, body), cues]
         if embedding_features:
             parts += [h * best, np.abs(h - best), h * b, np.abs(h - b)]
         rows.append(np.concatenate(parts))
+    out = np.asarray(rows, dtype=np.float32)
+    if term_weights is not None and len(out):
+        out = np.hstack([out, _term_features(term_weights, headlines, bodies, best_texts)])
+    return out
+
+
+def _term_features(tfidf: TfidfVectorizer, headlines, bodies, best_texts) -> np.ndarray:
+    """TF-IDF cosine of headline and body, of headline and best sentences, and the highest IDF of a word the
+    headline and body share (normalised by the largest IDF)."""
+    uniq_h, uniq_b = list(dict.fromkeys(headlines)), list(dict.fromkeys(list(bodies) + list(best_texts)))
+    H = dict(zip(uniq_h, tfidf.transform(uniq_h)))
+    B = dict(zip(uniq_b, tfidf.transform(uniq_b)))
+    top = float(tfidf.idf_.max())
+    rows = []
+    for h, b, best in zip(headlines, bodies, best_texts):
+        shared = H[h].multiply(B[b])
+        rare = float(tfidf.idf_[shared.indices].max()) / top if shared.nnz else 0.0
+        rows.append([float(shared.sum()), float(H[h].multiply(B[best]).sum()), rare])
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -290,7 +318,7 @@ class StanceModel:
     def __init__(self, classifier: StanceClassifier | None = None, cross_encoder=None, mode: str = "all",
                  weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True,
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
-                 refit_cross_encoder: bool = False, random_state: int = 0, log=None):
+                 refit_cross_encoder: bool = False, term_weights: bool = True, random_state: int = 0, log=None):
         self.classifier = classifier
         self.cross_encoder = cross_encoder
         self.mode = mode
@@ -301,6 +329,7 @@ class StanceModel:
         self.tune_scale = tune_scale
         self.validation_size = validation_size
         self.refit_cross_encoder = refit_cross_encoder
+        self.term_weights = term_weights
         self.random_state = random_state
         self.log = log
 
@@ -310,7 +339,8 @@ class StanceModel:
             self.log(message)
 
     def features(self, headlines, bodies, embed) -> np.ndarray:
-        return pair_features(headlines, bodies, embed, top_k=self.top_k, embedding_features=self.embedding_features)
+        return pair_features(headlines, bodies, embed, top_k=self.top_k, embedding_features=self.embedding_features,
+                             term_weights=getattr(self, "term_weights_", None))
 
     def _contexts(self, headlines, bodies, embed) -> list[str]:
         return best_sentences(headlines, bodies, embed, self.top_k)
@@ -363,6 +393,7 @@ class StanceModel:
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
         self._say("stance features")
+        self.term_weights_ = fit_term_weights(list(headlines) + list(bodies)) if self.term_weights else None
         F = self.features(headlines, bodies, embed)
         contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder is not None else list(bodies)
         self.n_features_in_ = F.shape[1]
@@ -448,18 +479,21 @@ class StanceModel:
             "mode": self.mode, "weight": self.weight, "top_k": self.top_k,
             "embedding_features": self.embedding_features, "calibrate": self.calibrate,
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
-            "refit_cross_encoder": self.refit_cross_encoder, "random_state": self.random_state,
+            "refit_cross_encoder": self.refit_cross_encoder, "term_weights": self.term_weights,
+            "random_state": self.random_state,
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
             "temperature": float(self.temperature_), "validation": self.validation_,
         }
 
     @classmethod
-    def from_state(cls, state: dict, classifier, cross_encoder) -> "StanceModel":
+    def from_state(cls, state: dict, classifier, cross_encoder, term_weights=None) -> "StanceModel":
         self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
             "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
-            "refit_cross_encoder", "random_state")})
-        self.classifier_, self.cross_encoder_ = classifier, cross_encoder
+            "refit_cross_encoder", "term_weights", "random_state")})
+        self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
+        if self.term_weights and term_weights is None:
+            raise ValueError("stance.skops holds no term weights but stance.json expects them")
         self.classes_ = np.array(state["classes"])
         self.n_features_in_ = int(state["n_features_in"])
         self.weight_ = float(state["weight_"])
