@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .clusters import MapProjector, TopicClusterer, cluster_keywords, lsa_features, make_reducer, representatives
 from .config import Config
-from .data import Corpus, load_corpus
+from .data import Corpus, check_trainable, load_corpus
 from .dumps import Dump
 from .embed import Embedder
 from .errors import DataError
@@ -100,6 +100,7 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
     corpus = load_corpus(config.data.train, config)
     if not corpus.texts and not corpus.pairs:
         raise DataError("data.train: the training sources hold no examples")
+    check_trainable(corpus, config)
     log(f"training data: {len(corpus.texts)} topic texts, {len(corpus.pairs)} stance pairs", quiet)
     model = Model(config=config)
 
