@@ -26,7 +26,7 @@ from .clusters import MapProjector, TopicClusterer
 from .config import Config
 from .crossencoder import CrossEncoder
 from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION
-from .errors import ModelError
+from .errors import ModelError, OutputError
 from .output import dumps_json
 
 FORMAT = "classify-model"
@@ -77,8 +77,14 @@ def library_versions() -> dict[str, str]:
 def save_model(model: Model, directory: str | Path) -> Path:
     """Write the model to a temporary sibling folder, then swap it in place of ``directory``."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    if directory.exists() and not (directory / "meta.json").is_file() and (
+            not directory.is_dir() or any(directory.iterdir())):  # never replace a user's file or folder
+        raise OutputError(f"{directory}: exists and is not a classify model; choose a new or empty directory")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    except OSError as err:
+        raise OutputError(f"{directory}: cannot write the model here ({err.strerror or type(err).__name__})") from None
     try:
         components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
                                               ("clusters", model.clusterer), ("cross_encoder", model.cross_encoder))
