@@ -55,7 +55,7 @@ _DATE_MDY = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.IGN
 _DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _TIME = re.compile(r"\b\d{1,2}:\d{2}\b")
 _WEEKDAY = re.compile(r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b", re.IGNORECASE)
-_BYLINE = re.compile(r"by\s+[A-Z][\w.'’\-]*(?:,?\s+(?:and\s+)?[A-Z][\w.'’\-]*){0,7}")  # fullmatch
+_BYLINE = re.compile(r"[Bb]y\s+[A-Z][\w.'’\-]*(?:,?\s+(?:and\s+)?[A-Z][\w.'’\-]*){0,7}")  # fullmatch
 _DATELINE_MAX = 150
 _SENTENCE_END = re.compile(r"([.!?][\"'”’)]?)\s+(?=[\"'“‘(A-Z0-9])")
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f") + b"\x7f"
