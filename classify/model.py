@@ -257,6 +257,7 @@ def _check_components(directory: Path, model: Model) -> None:
             raise ModelError(f"{directory}: topic.skops expects {dim} features, the reference embeddings have "
                              f"{model.clusterer.reference_.shape[1]}; retrain the model")
     if model.stance is not None:
-        if not isinstance(model.stance, StanceClassifier):
+        clf = getattr(model.stance, "classifier_", model.stance)  # a StanceModel wraps the skops classifier
+        if not isinstance(clf, StanceClassifier):
             raise ModelError(f"{directory}: stance.skops does not hold a stance classifier (swapped files); retrain the model")
-        labels_of(model.stance, "stance.skops", model.stances)
+        labels_of(clf, "stance.skops", model.stances)
