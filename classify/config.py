@@ -140,13 +140,19 @@ class StanceClassifierConfig(_Strict):
 
 class CrossEncoderConfig(_Strict):
     enabled: bool = False
-    """Fine-tune the embedding model as a cross-encoder on related pairs (needs stance.two_stage)."""
+    """Fine-tune the embedding model as a cross-encoder on (headline, story) pairs."""
+    labels: Literal["all", "related"] = "all"
+    """`all`: it scores every pair on every label, mixed with the feature classifier; `related`: a second stage
+    on the pairs the feature classifier calls related (needs stance.two_stage)."""
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(4e-5, gt=0)
     batch_size: int = Field(32, ge=1)
     max_length: int = Field(128, ge=16)
-    weight: float = Field(0.5, ge=0, le=1)
-    """Share of the cross-encoder in the related labels' probabilities (the rest: the feature classifier)."""
+    weight: Union[Annotated[float, Field(ge=0, le=1)], Literal["auto"]] = "auto"
+    """Share of the cross-encoder in the probabilities (the rest: the feature classifier); `auto` picks it
+    from 0, 0.25, 0.5, 0.75, 1 by macro-F1 on the validation split of data.train."""
+    refit: bool = False
+    """After tuning on the validation split, train the cross-encoder again on all of data.train (twice the time)."""
 
 
 class StanceConfig(_Strict):
@@ -162,7 +168,9 @@ class StanceConfig(_Strict):
     """Weigh each class's probability by a factor tuned for macro-F1 on a held-out part of data.train
     (grouped by headline); costs one extra fit."""
     validation_size: float = Field(0.2, gt=0, lt=1)
-    """Share of headlines held out to tune the class weights."""
+    """Share of data.train groups (events, else headlines) held out to tune class scales, weight and calibration."""
+    calibrate: bool = True
+    """Temperature-scale the stance probabilities on the validation split so `stance_score` is calibrated."""
     classifier: StanceClassifierConfig = Field(default_factory=StanceClassifierConfig)
     cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
 
@@ -183,8 +191,9 @@ class Config(_Strict):
             raise ValueError(f"labels.unrelated: {u!r} is not one of labels.stances {self.labels.stances}")
         if self.stance.two_stage and u is None:
             raise ValueError("stance.two_stage needs labels.unrelated")
-        if self.stance.cross_encoder.enabled and not self.stance.two_stage:
-            raise ValueError("stance.cross_encoder.enabled needs stance.two_stage: true")
+        ce = self.stance.cross_encoder
+        if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
+            raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
         return self
 
 

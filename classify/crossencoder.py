@@ -3,7 +3,7 @@ sentences) pairs, read together so attention can see whether the sentences asser
 
 A text model like the embedder (not a scikit-learn estimator): ``fit`` / ``predict_proba`` take texts, the
 weights are saved as safetensors with a JSON of settings. CPU-friendly: ~13 minutes an epoch for FNC-1's
-13,000 related pairs on 2 cores.
+13,000 related pairs on 2 cores, ~4 minutes for 4,000 short (headline, story) pairs.
 """
 
 from __future__ import annotations
@@ -57,14 +57,12 @@ class CrossEncoder:
         loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
         params = list(self.encoder_.parameters()) + list(self.head_.parameters())
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
-        steps = max(1, int(self.epochs * len(labels) / self.batch_size))
+        batches = self._batches(headlines, contexts, len(labels))
+        steps = len(batches)
         warmup = max(1, steps // 15)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
-        order = np.random.RandomState(self.seed).permutation(len(labels))
         self.encoder_.train()
-        for step in tqdm(range(steps), desc="cross-encoder", disable=not self.show_progress):
-            start = (step * self.batch_size) % len(labels)
-            idx = order[start:start + self.batch_size]
+        for idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
             loss = loss_fn(self._logits([headlines[i] for i in idx], [contexts[i] for i in idx]), y[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -73,14 +71,33 @@ class CrossEncoder:
         self.encoder_.eval()
         return self
 
-    def predict_proba(self, headlines: list[str], contexts: list[str]) -> np.ndarray:
+    def _batches(self, headlines, contexts, n: int) -> list[np.ndarray]:
+        """Training batches for ``epochs`` passes: a seeded shuffle, then pairs of similar length batched
+        together inside windows of 50 batches (less padding), and the batches shuffled again."""
+        rng = np.random.RandomState(self.seed)
+        total = max(self.batch_size, int(round(self.epochs * n)))
+        order = np.concatenate([rng.permutation(n) for _ in range(-(-total // n))])[:total]
+        lengths = np.array([len(headlines[i]) + len(contexts[i]) for i in order])
+        window = self.batch_size * 50
+        batches = []
+        for start in range(0, total, window):
+            chunk = order[start:start + window][np.argsort(lengths[start:start + window], kind="stable")]
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def predict_proba(self, headlines: list[str], contexts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (columns in ``classes_`` order). Pairs are scored in batches of similar length;
+        each pair's result does not depend on the others beyond floating-point noise of padding-free batching."""
         import torch
 
-        out = [np.zeros((0, len(self.classes_)))]
-        with torch.no_grad():
-            for i in range(0, len(headlines), 64):
-                out.append(torch.softmax(self._logits(headlines[i:i + 64], contexts[i:i + 64]), -1).numpy())
-        return np.concatenate(out)
+        out = np.zeros((len(headlines), len(self.classes_)))
+        order = np.argsort([len(h) + len(c) for h, c in zip(headlines, contexts)], kind="stable")
+        with torch.inference_mode():
+            for i in range(0, len(order), batch_size):
+                idx = order[i:i + batch_size]
+                logits = self._logits([headlines[j] for j in idx], [contexts[j] for j in idx])
+                out[idx] = torch.softmax(logits, -1).numpy()
+        return out
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file

@@ -20,6 +20,10 @@ class StancePair:
     headline: str
     body: str
     label: str
+    group: str = ""
+    """What keeps pairs together in validation splits: the record's `event` when it has one, else the headline."""
+    source: str = ""
+    """The data file the pair came from (evaluation reports scores per source)."""
 
 
 @dataclass
@@ -114,39 +118,49 @@ def load_topics_jsonl(src: TopicsJsonl, config: Config) -> Corpus:
 
 
 def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
-    """One headline per line with its related stories; `unrelated` pairs are drawn from other headlines."""
+    """One headline per line with its related stories. Stories may be labelled `unrelated` (written out, as on
+    real pages); `unrelated_per_headline` more are drawn from other headlines. A record's `event` (else its
+    headline) groups its pairs; a story's own `topic` (else the headline's) labels it as a topic example."""
     out = Corpus()
     groups = []
+    name = Path(src.path).name
     for lineno, row in _read_jsonl(src.path, src.limit):
         where = f"{display_name(src.path)}:{lineno}"
         headline = _field(row, "headline", where)
         topic = row.get("topic")
+        event = str(row.get("event") or headline)
         stories = row.get("stories")
         if not isinstance(stories, list) or not stories:
             raise DataError(f"{where}: missing or empty list 'stories'")
-        texts = []
+        texts, story_topics = [], []
         for j, story in enumerate(stories):
             swhere = f"{where}: stories.{j}"
+            if not isinstance(story, dict):
+                raise DataError(f"{swhere}: expected a JSON object with title, snippet and stance, found {type(story).__name__}")
             text = join_text(_field(story, "title", swhere), _optional(story, "snippet", swhere))
             label = _check(_field(story, "stance", swhere), config.labels.stances, swhere, "stance")
-            out.pairs.append(StancePair(headline, text, label))
+            out.pairs.append(StancePair(headline, text, label, event, name))
             texts.append(text)
+            story_topics.append(story.get("topic") or topic)
         if src.topics and topic is not None:
             _check(topic, config.labels.topics, where, "topic")
+            for j, t in enumerate(story_topics):
+                _check(t, config.labels.topics, f"{where}: stories.{j}", "topic")
             out.texts += [headline] + texts
-            out.topics += [topic] * (1 + len(texts))
-        groups.append((headline, topic, texts))
+            out.topics += [topic] + story_topics
+        groups.append((headline, topic, texts, event))
 
     unrelated = config.labels.unrelated
     if unrelated and src.unrelated_per_headline:
-        for i, (headline, topic, _) in enumerate(groups):
+        for i, (headline, topic, _, event) in enumerate(groups):
             rng = random.Random(config.seed * 1_000_003 + zlib.crc32(headline.encode()))
-            same = [t for j, g in enumerate(groups) if j != i and g[1] == topic for t in g[2]]
-            other = [t for j, g in enumerate(groups) if j != i and g[1] != topic for t in g[2]]
+            others = [g for j, g in enumerate(groups) if j != i and g[3] != event]  # never the same event
+            same = [t for g in others if g[1] == topic for t in g[2]]
+            other = [t for g in others if g[1] != topic for t in g[2]]
             k_same = min(len(same), (src.unrelated_per_headline + 1) // 2)
             k_other = min(len(other), src.unrelated_per_headline - k_same)
             for text in rng.sample(same, k_same) + rng.sample(other, k_other):
-                out.pairs.append(StancePair(headline, text, unrelated))
+                out.pairs.append(StancePair(headline, text, unrelated, event, name))
     return out
 
 
@@ -190,7 +204,7 @@ def load_labelled_dumps(src: Dumps, config: Config) -> Corpus:
             out.texts.append(story.text)
             out.topics.append(_check(lab.get("topic"), config.labels.topics, f"{where}: related.{j}", "topic"))
             stance = _check(lab.get("stance"), config.labels.stances, f"{where}: related.{j}", "stance")
-            out.pairs.append(StancePair(dump.headline, story.text, stance))
+            out.pairs.append(StancePair(dump.headline, story.text, stance, name, Path(src.labels).name))
         if src.limit and len(out.texts) >= src.limit:
             break
     return out
@@ -225,7 +239,8 @@ def load_headline_body_csv(src: HeadlineBodyCsv, config: Config) -> Corpus:
         if body is None:
             raise DataError(f"{where}: body id {quote(row[src.body_id_column])} not in {display_name(src.bodies)}")
         label = _check(row[src.stance_column].strip(), config.labels.stances, where, "stance")
-        out.pairs.append(StancePair(row[src.headline_column].strip(), body, label))
+        headline = row[src.headline_column].strip()
+        out.pairs.append(StancePair(headline, body, label, headline, Path(src.path).name))
         if src.limit and len(out.pairs) >= src.limit:
             break
     return out

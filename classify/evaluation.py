@@ -61,6 +61,19 @@ def format_report(report: dict) -> str:
             f = r["fnc_score"]
             head += f"  FNC score {100 * f['relative']:.1f}% ({f['raw']:.2f} / {f['max']:.2f})"
         lines.append(head)
+        extra = []
+        if "related_accuracy" in r:
+            extra.append(f"related/unrelated accuracy {r['related_accuracy']:.3f}")
+        if "calibration" in r and r["calibration"]["ece"] is not None:
+            extra.append(f"ECE {r['calibration']['ece']:.3f}")
+        if "disagree_without_negation" in r:
+            d = r["disagree_without_negation"]
+            extra.append(f"disagree F1 without negation words {d['f1']:.3f} ({d['disagree_pairs']} pairs)")
+        if extra:
+            lines.append("          " + "  ".join(extra))
+        for name, b in r.get("by_source", {}).items():
+            more = f"  related/unrelated {b['related_accuracy']:.3f}" if "related_accuracy" in b else ""
+            lines.append(f"    {name}: {b['n']} pairs, accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}{more}")
         labels = r["confusion"]["labels"]
         lines.append("          " + "  ".join(f"{k:>13s}" for k in ("precision", "recall", "F1", "support")))
         for k in labels:

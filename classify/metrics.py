@@ -48,3 +48,34 @@ def clustering_report(gold, clusters) -> dict:
         "ari": float(adjusted_rand_score(gold, clusters)),
         "accuracy": clustering_accuracy(gold, clusters),
     }
+
+
+def calibration_report(confidence, correct, bins: int = 10) -> dict:
+    """Expected calibration error of the predicted label's probability, with its reliability table.
+
+    Confidences are put in ``bins`` equal-width bins over [0, 1]; ECE is the support-weighted mean of
+    |accuracy - mean confidence| over the bins."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        if not n:
+            continue
+        conf, acc = float(confidence[mask].mean()), float(correct[mask].mean())
+        ece += n / len(confidence) * abs(acc - conf)
+        table.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": n, "confidence": conf, "accuracy": acc})
+    return {"ece": float(ece) if len(confidence) else None, "bins": bins, "reliability": table}
+
+
+def related_accuracy(gold, pred, unrelated: str = "unrelated") -> float:
+    """Share of pairs whose related / unrelated call is right (the first half of the FNC-1 task)."""
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    return float(np.mean((gold == unrelated) == (pred == unrelated))) if len(gold) else 0.0
+
+
+def label_f1(gold, pred, label: str) -> float:
+    """F1 of one label (0 when it is neither gold nor predicted)."""
+    return float(f1_score(gold, pred, labels=[label], average="macro", zero_division=0))

@@ -5,7 +5,9 @@ Layout of a model directory::
     meta.json            format version, labels, training summary, metrics, library versions
     config.json          the resolved training config
     topic.skops          topic classifier (LogisticRegression on embeddings)
-    stance.skops         stance classifier (classify.stance.StanceClassifier)
+    stance.skops         stance feature classifier (classify.stance.StanceClassifier)
+    stance.json          stance model settings and learned scalars: mixing weight, class scales, temperature
+    cross_encoder.*      optional stance cross-encoder (safetensors weights + JSON settings)
     clusters.json        cluster ids, names, topics, purity, keywords, representative headlines, settings
     reference.safetensors  training embeddings, their clusters and 2-D map coordinates
 """
@@ -25,14 +27,14 @@ from safetensors.numpy import load_file, save_file
 from .clusters import MapProjector, TopicClusterer
 from .config import Config
 from .crossencoder import CrossEncoder
-from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION
+from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION, StanceModel
 from .errors import ModelError, OutputError
 from .output import dumps_json
 
 FORMAT = "classify-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: stance.json (one StanceModel owns features, cross-encoder, mixing, calibration)
 FILES = ["meta.json", "config.json"]
-COMPONENT_FILES = {"topic": ["topic.skops"], "stance": ["stance.skops"],
+COMPONENT_FILES = {"topic": ["topic.skops"], "stance": ["stance.skops", "stance.json"],
                    "cross_encoder": ["cross_encoder.safetensors", "cross_encoder.json"],
                    "clusters": ["clusters.json", "reference.safetensors"]}
 # Types skops may rebuild beyond scikit-learn's defaults; anything else in a file is refused.
@@ -48,7 +50,6 @@ class Model:
     topic: object | None = None
     stance: object | None = None
     clusterer: TopicClusterer | None = None
-    cross_encoder: object | None = None
     projector: MapProjector | None = None
     clusters_info: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -87,7 +88,8 @@ def save_model(model: Model, directory: str | Path) -> Path:
         raise OutputError(f"{directory}: cannot write the model here ({err.strerror or type(err).__name__})") from None
     try:
         components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
-                                              ("clusters", model.clusterer), ("cross_encoder", model.cross_encoder))
+                                              ("clusters", model.clusterer),
+                                              ("cross_encoder", getattr(model.stance, "cross_encoder_", None)))
                       if part is not None]
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
                 "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions()}
@@ -96,11 +98,12 @@ def save_model(model: Model, directory: str | Path) -> Path:
         if model.topic is not None:
             sio.dump(model.topic, tmp / "topic.skops")
         if model.stance is not None:
-            sio.dump(model.stance, tmp / "stance.skops")
+            sio.dump(model.stance.classifier_, tmp / "stance.skops")
+            (tmp / "stance.json").write_text(dumps_json(model.stance.state(), indent=2))
         if model.clusterer is not None:
             _save_clusters(model, tmp)
-        if model.cross_encoder is not None:
-            model.cross_encoder.save(tmp)
+        if "cross_encoder" in components:
+            model.stance.cross_encoder_.save(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -215,6 +218,10 @@ def load_model(directory: str | Path) -> Model:
         config = Config.model_validate_json((directory / "config.json").read_text())
         clusterer, projector, info = _load_clusters(directory) if "clusters" in components else (None, None, {})
         cross_encoder = CrossEncoder.load(directory) if "cross_encoder" in components else None
+        stance = None
+        if "stance" in components:
+            state = json.loads((directory / "stance.json").read_text())
+            stance = StanceModel.from_state(state, _load_skops(directory / "stance.skops"), cross_encoder)
     except ModelError:
         raise
     except Exception as err:
@@ -223,10 +230,9 @@ def load_model(directory: str | Path) -> Model:
     model = Model(
         config=config,
         topic=_load_skops(directory / "topic.skops") if "topic" in components else None,
-        stance=_load_skops(directory / "stance.skops") if "stance" in components else None,
+        stance=stance,
         clusterer=clusterer,
         projector=projector,
-        cross_encoder=cross_encoder,
         clusters_info=info,
         meta=meta,
     )

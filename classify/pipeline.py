@@ -16,10 +16,13 @@ from .data import Corpus, check_trainable, load_corpus
 from .dumps import Dump
 from .embed import Embedder
 from .errors import DataError
-from .metrics import class_report, clustering_report, fnc_score
+from sklearn.metrics import f1_score
+
+from .metrics import (calibration_report, class_report, clustering_report, fnc_score, label_f1,
+                      related_accuracy)
 from .model import Model
 from .crossencoder import CrossEncoder
-from .stance import StanceClassifier, best_sentences, pair_embedding_texts, pair_features
+from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
                       "stance_score"]
@@ -54,43 +57,37 @@ def cluster_inputs(config: Config, X: np.ndarray, texts: list[str]) -> np.ndarra
     return np.hstack([X, c.lsa_weight * lsa_features(texts, c.lsa_components, config.seed)])
 
 
-def build_stance(config: Config) -> StanceClassifier:
-    s = config.stance.classifier
-    return StanceClassifier(kind=s.type, C=s.C, class_weight=s.class_weight, max_iter=s.max_iter,
-                            learning_rate=s.learning_rate, max_leaf_nodes=s.max_leaf_nodes,
-                            two_stage=config.stance.two_stage, unrelated_label=config.labels.unrelated,
-                            tune_scale=config.stance.tune_class_scale, validation_size=config.stance.validation_size,
-                            random_state=config.seed)
+def build_stance(config: Config, quiet: bool = False) -> StanceModel:
+    """The (unfitted) stance model the config describes."""
+    st, s, ce = config.stance, config.stance.classifier, config.stance.cross_encoder
+    classifier = StanceClassifier(kind=s.type, C=s.C, class_weight=s.class_weight, max_iter=s.max_iter,
+                                  learning_rate=s.learning_rate, max_leaf_nodes=s.max_leaf_nodes,
+                                  two_stage=st.two_stage, unrelated_label=config.labels.unrelated,
+                                  tune_scale=st.tune_class_scale, validation_size=st.validation_size,
+                                  random_state=config.seed)
+    cross_encoder = None
+    if ce.enabled:
+        cross_encoder = CrossEncoder(config.embedding.model, ce.epochs, ce.learning_rate, ce.batch_size,
+                                     ce.max_length, config.seed, show_progress=not quiet)
+    return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
+                       embedding_features=st.embedding_features, calibrate=st.calibrate,
+                       tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
+                       random_state=config.seed, log=None if quiet else log)
 
 
-def stance_features(config: Config, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
-    return pair_features(headlines, bodies, embed, top_k=config.stance.top_sentences,
-                         embedding_features=config.stance.embedding_features)
+def memoised(embed, texts: list[str]):
+    """An ``embed`` over a fixed set of texts, encoded once: stance features and the cross-encoder's context
+    selection look up the same vectors."""
+    texts = list(dict.fromkeys(texts))
+    vectors = dict(zip(texts, embed(texts))) if texts else {}
+    return lambda ts: np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
 
 
 def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
-    """Stance labels and their probabilities. With a cross-encoder, the related labels' probabilities of the
-    pairs the first stage calls related are a weighted mean of the cross-encoder's and the classifier's."""
-    clf = model.stance
-    texts = pair_embedding_texts(headlines, bodies)
-    vectors = dict(zip(texts, embed(texts)))  # one embedding pass for the features and the cross-encoder
-    embed = lambda ts: np.stack([vectors[t] for t in ts])  # noqa: E731
-    proba = clf.predict_proba(stance_features(model.config, headlines, bodies, embed))
-    if model.cross_encoder is not None and len(headlines):
-        ce = model.cross_encoder
-        cols = np.searchsorted(clf.classes_, ce.classes_)
-        related = proba[:, cols].sum(axis=1) > proba[:, list(clf.classes_).index(clf.unrelated_label)]
-        idx = np.flatnonzero(related)
-        if len(idx):
-            contexts = best_sentences([headlines[i] for i in idx], [bodies[i] for i in idx], embed,
-                                      model.config.stance.top_sentences)
-            inner = proba[np.ix_(idx, cols)]
-            inner = inner / inner.sum(axis=1, keepdims=True)
-            w = model.config.stance.cross_encoder.weight
-            mixed = w * ce.predict_proba([headlines[i] for i in idx], contexts) + (1 - w) * inner
-            proba[np.ix_(idx, cols)] = mixed * proba[idx][:, cols].sum(axis=1, keepdims=True)
-    labels = clf.decide(proba)
-    return labels, proba[np.arange(len(labels)), np.searchsorted(clf.classes_, labels)]
+    """Stance labels and their (calibrated) probabilities."""
+    proba = model.stance.predict_proba(headlines, bodies, memoised(embed, pair_embedding_texts(headlines, bodies)))
+    labels = model.stance.decide(proba)
+    return labels, proba.max(axis=1) if len(proba) else np.zeros(0)
 
 
 def train(config: Config, quiet: bool = False, embedder: Embedder | None = None) -> Model:
@@ -121,21 +118,11 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
             }
 
     if corpus.pairs and config.stance.enabled:
-        headlines = [p.headline for p in corpus.pairs]
-        bodies = [p.body for p in corpus.pairs]
-        log("stance features", quiet)
-        F = stance_features(config, headlines, bodies, embedder.encode)
-        log(f"stance classifier ({config.stance.classifier.type}) on {F.shape[0]} pairs x {F.shape[1]} features", quiet)
-        model.stance = build_stance(config).fit(F, [p.label for p in corpus.pairs], groups=headlines)
-        ce = config.stance.cross_encoder
-        if ce.enabled:
-            related = [p for p in corpus.pairs if p.label != config.labels.unrelated]
-            heads = [p.headline for p in related]
-            log(f"cross-encoder: {ce.epochs} epoch(s) on {len(related)} related pairs", quiet)
-            contexts = best_sentences(heads, [p.body for p in related], embedder.encode, config.stance.top_sentences)
-            model.cross_encoder = CrossEncoder(config.embedding.model, ce.epochs, ce.learning_rate, ce.batch_size,
-                                               ce.max_length, config.seed, show_progress=not quiet).fit(
-                heads, contexts, [p.label for p in related])
+        pairs = corpus.pairs
+        headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
+        embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
+        model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,
+                                                       groups=[p.group or p.headline for p in pairs])
 
     model.meta = {
         "training": {
@@ -144,6 +131,7 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
             "topic_counts": dict(Counter(corpus.topics)),
             "stance_pairs": len(corpus.pairs),
             "stance_counts": dict(Counter(p.label for p in corpus.pairs)),
+            "stance_validation": model.stance.validation_ if model.stance is not None else None,
         },
         "labels": {"topics": config.labels.topics, "stances": config.labels.stances},
     }
@@ -193,6 +181,35 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     return df[PREDICTION_COLUMNS]
 
 
+def stance_report(gold, pred, scores, bodies, sources, config: Config) -> dict:
+    """Per-class scores, calibration of ``stance_score``, the related/unrelated accuracy and FNC score (schemes
+    with an unrelated label), ``disagree`` F1 on stories without negation words, and scores per data source."""
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    report = class_report(gold.tolist(), pred.tolist(), config.labels.stances)
+    report["calibration"] = calibration_report(scores, gold == pred)
+    unrelated = config.labels.unrelated
+    if unrelated:
+        report["fnc_score"] = fnc_score(gold, pred, unrelated)
+        report["related_accuracy"] = related_accuracy(gold, pred, unrelated)
+    if "disagree" in config.labels.stances:
+        plain = np.array([not has_negation(b) for b in bodies], dtype=bool)
+        report["disagree_without_negation"] = {
+            "f1": label_f1(gold[plain], pred[plain], "disagree"), "pairs": int(plain.sum()),
+            "disagree_pairs": int(((gold == "disagree") & plain).sum())}
+    sources = np.asarray(sources)
+    if len(set(sources)) > 1:
+        report["by_source"] = {}
+        for name in dict.fromkeys(sources):
+            m = sources == name
+            part = {"n": int(m.sum()), "accuracy": float(np.mean(gold[m] == pred[m])),
+                    "macro_f1": float(f1_score(gold[m], pred[m], labels=config.labels.stances, average="macro",
+                                               zero_division=0))}
+            if unrelated:
+                part["related_accuracy"] = related_accuracy(gold[m], pred[m], unrelated)
+            report["by_source"][name] = part
+    return report
+
+
 def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, quiet: bool = False) -> dict:
     """Scores of the model on labelled data: topic, clustering and stance reports."""
     embedder = embedder or make_embedder(model.config, quiet)
@@ -212,12 +229,10 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         heads = [p.headline for p in corpus.pairs]
         bodies = [p.body for p in corpus.pairs]
         t = time.perf_counter()
-        pred = stance_predict(model, heads, bodies, embedder.encode)[0].tolist()
+        pred, scores = stance_predict(model, heads, bodies, embedder.encode)
         seconds = time.perf_counter() - t
-        gold = [p.label for p in corpus.pairs]
-        report["stance"] = class_report(gold, pred, model.stances)
+        gold = np.array([p.label for p in corpus.pairs])
+        report["stance"] = stance_report(gold, pred, scores, bodies, [p.source for p in corpus.pairs], model.config)
         report["stance"]["pairs_per_second"] = round(len(gold) / max(seconds, 1e-9), 1)
-        if model.config.labels.unrelated:
-            report["stance"]["fnc_score"] = fnc_score(gold, pred, model.config.labels.unrelated)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import re
+from copy import deepcopy
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -226,17 +228,9 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         split = GroupShuffleSplit(1, test_size=self.validation_size, random_state=self.random_state)
         fit_idx, val_idx = next(split.split(X, y, groups if groups is not None else np.arange(len(y))))
         inner = clone(self).set_params(tune_scale=False).fit(X[fit_idx], y[fit_idx])
-        proba, gold = inner.predict_proba(X[val_idx]), y[val_idx]
+        gold = np.searchsorted(self.classes_, y[val_idx])
         fixed = int(np.argmax([np.sum(y == c) for c in self.classes_]))
-        free = [j for j in range(len(self.classes_)) if j != fixed]
-        best, best_scale = -1.0, np.ones(len(self.classes_))
-        for values in itertools.product(self.scale_grid, repeat=len(free)):
-            scale = np.ones(len(self.classes_))
-            scale[free] = values
-            score = f1_score(gold, self.classes_[np.argmax(proba * scale, axis=1)], average="macro")
-            if score > best + 1e-9:
-                best, best_scale = score, scale
-        return best_scale
+        return _best_scale(inner.predict_proba(X[val_idx]), gold, len(self.classes_), self.scale_grid, fixed)
 
     def decide(self, proba):
         """Labels from (possibly adjusted) probabilities, weighed by the tuned class scales."""
@@ -245,3 +239,249 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "classes_")
         return self.decide(self.predict_proba(X))
+
+
+NEGATION_CUES = NEGATION | {"deny", "denies", "denied", "denial", "false", "fake", "reject", "rejects", "rejected",
+                            "refute", "refuted", "hoax", "untrue", "dismiss", "dismissed", "dismisses", "baseless",
+                            "wrong", "lie", "lies", "debunk", "debunked"}
+
+
+def has_negation(text: str) -> bool:
+    """Whether a text holds a negation or denial word (the cue a word-counting stance model leans on)."""
+    return any(w in NEGATION_CUES or w.endswith("n't") for w in _words(text))
+
+
+def _calibrated(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities: softmax(log p / T); T > 1 softens, T < 1 sharpens."""
+    logits = np.log(np.clip(proba, 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: np.ndarray, gold_index: np.ndarray, grid=None) -> float:
+    """The temperature that minimises the negative log-likelihood of the gold labels (a 1-D grid search)."""
+    grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 49)) if grid is None else np.asarray(grid)
+    nll = [-np.mean(np.log(np.clip(_calibrated(proba, t)[np.arange(len(gold_index)), gold_index], 1e-12, None)))
+           for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+class StanceModel:
+    """Stance of (headline, body) pairs, embed then classify: owns the feature classifier, the optional
+    cross-encoder, how their probabilities are mixed, the class scales and the calibration.
+
+    ``embed(texts) -> vectors`` is passed to ``fit`` / ``predict_proba`` / ``predict`` (the run's embedder).
+
+    Cross-encoder modes:
+    - ``all``: it scores every pair on all labels; probabilities are ``weight * cross-encoder +
+      (1 - weight) * features``. With ``weight="auto"`` the weight is chosen on a validation split.
+    - ``related`` (second stage): it scores only pairs the feature classifier calls related, on the related
+      labels, and its probabilities are mixed with the classifier's among those labels.
+
+    With ``calibrate`` (or ``weight="auto"``, or ``tune_scale`` in ``all`` mode) the parts are first fitted on
+    a share of the training groups (``validation_size``, grouped by ``groups``, e.g. the event), the weight,
+    class scales and temperature are chosen on the rest, and the feature classifier is refitted on all data
+    (the cross-encoder too with ``refit_cross_encoder``).
+    """
+
+    WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    def __init__(self, classifier: StanceClassifier | None = None, cross_encoder=None, mode: str = "all",
+                 weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True,
+                 calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
+                 refit_cross_encoder: bool = False, random_state: int = 0, log=None):
+        self.classifier = classifier
+        self.cross_encoder = cross_encoder
+        self.mode = mode
+        self.weight = weight
+        self.top_k = top_k
+        self.embedding_features = embedding_features
+        self.calibrate = calibrate
+        self.tune_scale = tune_scale
+        self.validation_size = validation_size
+        self.refit_cross_encoder = refit_cross_encoder
+        self.random_state = random_state
+        self.log = log
+
+    # -- parts ------------------------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
+    def features(self, headlines, bodies, embed) -> np.ndarray:
+        return pair_features(headlines, bodies, embed, top_k=self.top_k, embedding_features=self.embedding_features)
+
+    def _contexts(self, headlines, bodies, embed) -> list[str]:
+        return best_sentences(headlines, bodies, embed, self.top_k)
+
+    @property
+    def _ce_inside(self) -> bool:
+        return self.cross_encoder is not None and self.mode == "all"
+
+    def _validates(self) -> bool:
+        return bool(self.calibrate or (self.cross_encoder is not None and self.weight == "auto")
+                    or (self._ce_inside and self.tune_scale))
+
+    def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True):
+        clf = clone(self.classifier)
+        if self._validates():
+            clf.set_params(tune_scale=False)  # the class scales are tuned on the mixed probabilities instead
+        clf.fit(F, y, groups=groups)
+        ce = None
+        if with_ce and self.cross_encoder is not None:
+            keep = np.arange(len(y)) if self.mode == "all" else np.flatnonzero(y != unrelated)
+            self._say(f"cross-encoder ({self.mode} labels) on {len(keep)} pairs")
+            ce = deepcopy(self.cross_encoder).fit([headlines[i] for i in keep], [contexts[i] for i in keep],
+                                                  [y[i] for i in keep])
+        return clf, ce
+
+    def _mix(self, clf, ce, weight, F, headlines, contexts) -> np.ndarray:
+        proba = clf.predict_proba(F)
+        if ce is None or not len(F):
+            return proba
+        cols = np.searchsorted(clf.classes_, ce.classes_)
+        if self.mode == "all":
+            out = (1 - weight) * proba
+            out[:, cols] += weight * ce.predict_proba(headlines, contexts)
+            return out
+        unrelated = clf.unrelated_label
+        related = proba[:, cols].sum(axis=1) > proba[:, list(clf.classes_).index(unrelated)]
+        idx = np.flatnonzero(related)
+        if len(idx):
+            inner = proba[np.ix_(idx, cols)]
+            mass = inner.sum(axis=1, keepdims=True)
+            mixed = weight * ce.predict_proba([headlines[i] for i in idx], [contexts[i] for i in idx]) \
+                + (1 - weight) * inner / mass
+            proba[np.ix_(idx, cols)] = mixed * mass
+        return proba
+
+    # -- estimator API ----------------------------------------------------------------------------------
+    def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None) -> "StanceModel":
+        """``groups`` (event or headline of each pair) keep a group on one side of the validation split."""
+        y = np.asarray(labels)
+        groups = np.asarray(groups if groups is not None else headlines)
+        unrelated = self.classifier.unrelated_label
+        self._say("stance features")
+        F = self.features(headlines, bodies, embed)
+        contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder is not None else list(bodies)
+        self.n_features_in_ = F.shape[1]
+        self.classes_ = np.unique(y)
+        self.weight_ = 0.0 if self.cross_encoder is None else (0.5 if self.weight == "auto" else float(self.weight))
+        self.class_scale_ = np.ones(len(self.classes_))
+        self.temperature_ = 1.0
+        self.validation_ = None
+        ce = None
+        if self._validates():
+            split = GroupShuffleSplit(1, test_size=self.validation_size, random_state=self.random_state)
+            fit_idx, val_idx = next(split.split(F, y, groups))
+            self._say(f"validation split: {len(fit_idx)} pairs to fit, {len(val_idx)} to tune "
+                      f"({len(set(groups[val_idx]))} groups)")
+            take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
+            clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
+                                      groups[fit_idx], unrelated)
+            self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx])
+        refit_ce = ce is None or self.refit_cross_encoder
+        self.classifier_, new_ce = self._fit_parts(F, headlines, contexts, y, groups, unrelated, with_ce=refit_ce)
+        self.cross_encoder_ = new_ce if refit_ce else ce
+        if not self._validates():
+            self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)
+        return self
+
+    def _tune(self, clf, ce, F, headlines, contexts, y) -> None:
+        """Choose the mixing weight (macro-F1, then log-loss), the class scales (macro-F1) and the temperature
+        (log-loss) on validation pairs."""
+        gold = np.searchsorted(self.classes_, y)
+        weights = self.WEIGHT_GRID if (ce is not None and self.weight == "auto") else [self.weight_]
+        if ce is not None:
+            base = clf.predict_proba(F)
+            ce_proba = ce.predict_proba(headlines, contexts) if self.mode == "all" else None
+        scored = []
+        for w in weights:
+            if ce is None:
+                proba = clf.predict_proba(F)
+            elif self.mode == "all":
+                proba = (1 - w) * base
+                proba[:, np.searchsorted(self.classes_, ce.classes_)] += w * ce_proba
+            else:
+                proba = self._mix(clf, ce, w, F, headlines, contexts)
+            f1 = f1_score(gold, proba.argmax(axis=1), average="macro", labels=np.arange(len(self.classes_)))
+            nll = -np.mean(np.log(np.clip(proba[np.arange(len(gold)), gold], 1e-12, None)))
+            scored.append((round(f1, 4), -nll, w, proba))
+        f1, _, self.weight_, proba = max(scored, key=lambda s: (s[0], s[1]))
+        if self.tune_scale:
+            self.class_scale_ = _best_scale(proba, gold, len(self.classes_), self.classifier.scale_grid,
+                                            fixed=int(np.bincount(gold, minlength=len(self.classes_)).argmax()))
+        scaled = self._normalise(proba)
+        if self.calibrate:
+            self.temperature_ = fit_temperature(scaled, gold)
+        self.validation_ = {"pairs": int(len(y)), "weight": float(self.weight_), "macro_f1": float(f1),
+                            "weights_tried": {str(w): float(s[0]) for s, w in zip(scored, weights)},
+                            "class_scale": self.class_scale_.tolist(), "temperature": self.temperature_}
+        self._say(f"validation: weight {self.weight_}, macro-F1 {f1:.3f}, temperature {self.temperature_:.2f}")
+
+    def _normalise(self, proba: np.ndarray) -> np.ndarray:
+        scaled = proba * self.class_scale_
+        return scaled / np.clip(scaled.sum(axis=1, keepdims=True), 1e-12, None)
+
+    def predict_proba(self, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
+        """Calibrated probabilities, columns in ``classes_`` order; their argmax is ``predict``."""
+        if not hasattr(self, "classes_"):
+            raise NotFittedError("StanceModel is not fitted")
+        if not len(headlines):
+            return np.zeros((0, len(self.classes_)))
+        F = self.features(headlines, bodies, embed)
+        contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder_ is not None else list(bodies)
+        proba = self._mix(self.classifier_, self.cross_encoder_, self.weight_, F, headlines, contexts)
+        return _calibrated(self._normalise(proba), self.temperature_)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict(self, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
+        return self.decide(self.predict_proba(headlines, bodies, embed))
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What ``stance.json`` holds: settings and learned scalars (the parts are saved beside it)."""
+        return {
+            "mode": self.mode, "weight": self.weight, "top_k": self.top_k,
+            "embedding_features": self.embedding_features, "calibrate": self.calibrate,
+            "tune_scale": self.tune_scale, "validation_size": self.validation_size,
+            "refit_cross_encoder": self.refit_cross_encoder, "random_state": self.random_state,
+            "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
+            "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
+            "temperature": float(self.temperature_), "validation": self.validation_,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, classifier, cross_encoder) -> "StanceModel":
+        self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
+            "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
+            "refit_cross_encoder", "random_state")})
+        self.classifier_, self.cross_encoder_ = classifier, cross_encoder
+        self.classes_ = np.array(state["classes"])
+        self.n_features_in_ = int(state["n_features_in"])
+        self.weight_ = float(state["weight_"])
+        self.class_scale_ = np.array(state["class_scale"], dtype=float)
+        self.temperature_ = float(state["temperature"])
+        self.validation_ = state.get("validation")
+        if list(classifier.classes_) != list(self.classes_) or len(self.class_scale_) != len(self.classes_):
+            raise ValueError("stance classifier classes do not match stance.json")
+        if cross_encoder is not None and not set(cross_encoder.classes_) <= set(self.classes_):
+            raise ValueError("cross-encoder classes are not stance classes")
+        if not self.temperature_ > 0:
+            raise ValueError("stance temperature must be positive")
+        return self
+
+
+def _best_scale(proba, gold, n_classes, grid, fixed) -> np.ndarray:
+    free = [j for j in range(n_classes) if j != fixed]
+    best, best_scale = -1.0, np.ones(n_classes)
+    for values in itertools.product(grid, repeat=len(free)):
+        scale = np.ones(n_classes)
+        scale[free] = values
+        score = f1_score(gold, np.argmax(proba * scale, axis=1), average="macro", labels=np.arange(n_classes))
+        if score > best + 1e-9:
+            best, best_scale = score, scale
+    return best_scale

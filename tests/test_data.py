@@ -53,7 +53,7 @@ def test_stance_pairs_counts():
 def test_sample_dumps_counts():
     labels = json.loads((DATA / "dumps" / "labels.json").read_text())
     assert len([n for n in labels if labels[n]["related"]]) >= 12
-    assert sum(e["split"] == "test" for e in labels.values()) >= len(labels) / 3
+    assert sum(e["split"] == "test" for e in labels.values()) >= 4
     assert {e["topic"] for e in labels.values()} == {"ukraine_war", "iran_protests", "uk_politics", "other"}
 
 
@@ -85,3 +85,74 @@ def test_lexical_baseline_is_not_near_perfect(corpora):
     print(f"lexical baseline: topic accuracy {topic_acc:.3f}, stance macro-F1 {stance_f1:.3f}")
     assert 0.4 < topic_acc < 0.95
     assert 0.2 < stance_f1 < 0.9
+
+
+PAGES = DATA / "stance" / "pages"
+NEGATION = {"not", "no", "never", "none", "nothing", "nobody", "neither", "nor", "without", "cannot", "deny",
+            "denies", "denied", "denial", "false", "fake", "reject", "rejects", "rejected", "refute", "refuted",
+            "hoax", "untrue", "dismiss", "dismissed", "dismisses", "baseless", "wrong", "lie", "lies", "debunk",
+            "debunked"}
+
+
+def has_negation(text):
+    import re
+    return bool(set(re.findall(r"[a-z]+", text.lower().replace("n't", " not"))) & NEGATION)
+
+
+def stance_records():
+    """(split, record) for every stance record: the team's first corpus and the page-shaped one."""
+    out = []
+    for folder in (DATA / "stance", PAGES):
+        for split in ("train", "test"):
+            out += [(split, r) for r in rows(folder / f"{split}.jsonl")]
+    return out
+
+
+def test_every_stance_record_has_an_event_and_the_split_follows_it():
+    """Split by event: test iff crc32(event) % 4 == 0, for every record of both stance corpora."""
+    import zlib
+    for split, r in stance_records():
+        assert r.get("event"), r["id"]
+        assert (zlib.crc32(r["event"].encode()) % 4 == 0) == (split == "test"), r["id"]
+
+
+def test_no_event_sits_in_both_splits():
+    events = {"train": set(), "test": set()}
+    for split, r in stance_records():
+        events[split].add(r["event"])
+    for name, e in json.loads((DATA / "dumps" / "labels.json").read_text()).items():
+        events[e["split"]].add(e["event"])
+    assert not events["train"] & events["test"]
+    # an unrelated story about an event whose own page is in the other split would leak that event
+    for split, r in stance_records():
+        other = events["test" if split == "train" else "train"]
+        assert not {s.get("event") for s in r["stories"] if s["stance"] == "unrelated"} & other, r["id"]
+
+
+def test_page_shaped_corpus_counts_and_shape():
+    records = rows(PAGES / "train.jsonl") + rows(PAGES / "test.jsonl")
+    stories = [s for r in records for s in r["stories"]]
+    assert len(records) >= 150 and len(stories) >= 3000
+    assert {r["topic"] for r in records} == {"ukraine_war", "iran_protests", "uk_politics", "other"}
+    assert len({r["id"] for r in records}) == len(records)
+    for r in records:
+        c = Counter(s["stance"] for s in r["stories"])
+        assert 8 <= len(r["stories"]) <= 20, r["id"]
+        assert c["unrelated"] >= len(r["stories"]) / 2, r["id"]  # real pages: mostly other events
+        assert all(c[k] >= 1 for k in ("agree", "disagree", "discuss")), r["id"]
+        for s in r["stories"]:
+            assert (s["event"] == r["event"]) == (s["stance"] != "unrelated"), (r["id"], s["title"])
+    same_topic = [s["topic"] == r["topic"] for r in records for s in r["stories"] if s["stance"] == "unrelated"]
+    assert sum(same_topic) / len(same_topic) >= 0.7  # unrelated mostly means same topic, other event
+
+
+def test_page_shaped_corpus_breaks_the_negation_shortcut():
+    stories = [s for r in rows(PAGES / "train.jsonl") + rows(PAGES / "test.jsonl") for s in r["stories"]]
+    share = {k: sum(has_negation(s["title"] + " " + s["snippet"]) for s in stories if s["stance"] == k)
+             / sum(s["stance"] == k for s in stories) for k in ("agree", "disagree", "unrelated")}
+    assert share["disagree"] <= 0.45 and share["agree"] >= 0.2 and share["unrelated"] >= 0.2, share
+    hard = Counter(s.get("hard") for s in stories)
+    assert hard["disagree_no_negation"] >= 200 and hard["negation_in_unrelated"] >= 200, hard
+    for s in stories:
+        if s.get("hard") == "disagree_no_negation":
+            assert s["stance"] == "disagree" and not has_negation(s["title"] + " " + s["snippet"]), s["title"]

@@ -16,7 +16,8 @@ OTHER = SAMPLE.replace("Ministers agree new rail deal", "Russian missiles knock 
 def test_train_predict_roundtrip(tmp_path, tiny_model, fake_embedder):
     save_model(tiny_model, tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == ["clusters.json", "config.json", "meta.json", "reference.safetensors", "stance.skops", "topic.skops"]
+    assert files == ["clusters.json", "config.json", "meta.json", "reference.safetensors", "stance.json", "stance.skops",
+                     "topic.skops"]
     loaded = load_model(tmp_path / "m")
     dumps = [parse_dump(SAMPLE, "a.txt"), parse_dump(OTHER, "b.txt")]
     before = predict_dumps(tiny_model, dumps, embedder=fake_embedder)
@@ -51,7 +52,8 @@ def test_same_config_and_data_give_the_same_model(tmp_path, tiny_config, fake_em
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     ma, mb = load_model(a), load_model(b)  # skops zips carry timestamps: compare the learned state
     np.testing.assert_array_equal(ma.topic.coef_, mb.topic.coef_)
-    np.testing.assert_array_equal(ma.stance.model_[-1].coef_, mb.stance.model_[-1].coef_)
+    np.testing.assert_array_equal(ma.stance.classifier_.model_[-1].coef_, mb.stance.classifier_.model_[-1].coef_)
+    assert (a / "stance.json").read_bytes() == (b / "stance.json").read_bytes()
 
 
 def test_evaluate_reports_every_metric(tiny_model, tiny_config, fake_embedder):

@@ -1,0 +1,150 @@
+"""StanceModel logic with hand-computed expectations: mixing of the cross-encoder and the feature classifier,
+class scales, temperature calibration, the metrics `evaluate` reports for stance, and the negation cue test."""
+
+import numpy as np
+import pytest
+
+from classify.metrics import calibration_report, label_f1, related_accuracy
+from classify.stance import StanceClassifier, StanceModel, _calibrated, fit_temperature, has_negation
+
+CLASSES = np.array(["agree", "disagree", "discuss", "unrelated"])
+
+
+class FixedClassifier:
+    """A fitted feature classifier that returns given probabilities."""
+
+    classes_ = CLASSES
+    unrelated_label = "unrelated"
+
+    def __init__(self, proba):
+        self.proba = np.asarray(proba, dtype=float)
+
+    def predict_proba(self, F):
+        return self.proba[: len(F)].copy()
+
+
+class FixedCrossEncoder:
+    def __init__(self, proba, classes=CLASSES):
+        self.proba, self.classes_ = np.asarray(proba, dtype=float), np.asarray(classes)
+        self.seen = []
+
+    def predict_proba(self, headlines, contexts):
+        self.seen.append(list(headlines))
+        return self.proba[: len(headlines)].copy()
+
+
+def fitted(clf, ce=None, mode="all", weight=0.5, scale=(1, 1, 1, 1), temperature=1.0):
+    m = StanceModel(mode=mode, embedding_features=False)
+    m.classifier_, m.cross_encoder_, m.classes_ = clf, ce, CLASSES
+    m.weight_, m.class_scale_, m.temperature_, m.n_features_in_ = weight, np.array(scale, float), temperature, 1
+    return m
+
+
+def embed(texts):
+    rng = np.random.RandomState(len(texts))
+    v = rng.rand(len(texts), 8) + np.array([[hash(t) % 7 for _ in range(8)] for t in texts])
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+H, B = ["Headline one", "Headline two"], ["A story about one.", "Another story, two."]
+
+
+def test_all_mode_mixes_by_weight():
+    feat = [[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]]
+    ce = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]]
+    proba = fitted(FixedClassifier(feat), FixedCrossEncoder(ce), weight=0.25).predict_proba(H, B, embed)
+    expected = 0.75 * np.array(feat) + 0.25 * np.array(ce)
+    np.testing.assert_allclose(proba, expected, atol=1e-9)
+    assert fitted(FixedClassifier(feat), FixedCrossEncoder(ce), weight=1.0).predict(H, B, embed).tolist() == \
+        ["agree", "unrelated"]
+
+
+def test_related_mode_only_rescores_pairs_called_related():
+    feat = [[0.1, 0.1, 0.1, 0.7], [0.5, 0.2, 0.1, 0.2]]  # pair 0 unrelated, pair 1 related (mass 0.8)
+    ce = FixedCrossEncoder([[0.0, 1.0, 0.0]], classes=CLASSES[:3])
+    proba = fitted(FixedClassifier(feat), ce, mode="related", weight=0.5).predict_proba(H, B, embed)
+    np.testing.assert_allclose(proba[0], feat[0])
+    inner = np.array([0.5, 0.2, 0.1]) / 0.8
+    np.testing.assert_allclose(proba[1, :3], (0.5 * np.array([0, 1, 0]) + 0.5 * inner) * 0.8)
+    assert ce.seen == [["Headline two"]]
+
+
+def test_class_scale_changes_the_decision_and_probabilities_stay_normalised():
+    feat = [[0.4, 0.3, 0.1, 0.2]]
+    m = fitted(FixedClassifier(feat), scale=(1, 2, 1, 1))
+    proba = m.predict_proba(H[:1], B[:1], embed)
+    np.testing.assert_allclose(proba, [[0.4, 0.6, 0.1, 0.2]] / np.float64(1.3))
+    assert m.predict(H[:1], B[:1], embed).tolist() == ["disagree"]
+
+
+def test_temperature_softens_without_changing_the_label():
+    feat = [[0.7, 0.1, 0.1, 0.1]]
+    hot = fitted(FixedClassifier(feat), temperature=2.0).predict_proba(H[:1], B[:1], embed)
+    expected = np.sqrt(feat) / np.sqrt(feat).sum()
+    np.testing.assert_allclose(hot, expected)
+    assert hot.argmax() == 0
+
+
+def test_fit_temperature_recovers_overconfidence():
+    rng = np.random.RandomState(0)
+    n = 4000
+    true_logits = rng.randn(n, 3) * 1.5
+    gold = np.array([rng.choice(3, p=np.exp(l) / np.exp(l).sum()) for l in true_logits])
+    overconfident = np.exp(3 * true_logits)
+    overconfident /= overconfident.sum(axis=1, keepdims=True)
+    t = fit_temperature(overconfident, gold)
+    assert 2.5 < t < 3.6  # undoes the x3 sharpening
+    assert fit_temperature(_calibrated(overconfident, 3.0), gold) == pytest.approx(1.0, abs=0.2)
+
+
+def test_calibration_report_by_hand():
+    conf = [0.95, 0.95, 0.55, 0.55, 0.55, 0.55]
+    correct = [True, False, True, True, True, False]
+    r = calibration_report(conf, correct, bins=10)
+    # bin [0.9, 1]: acc 0.5 vs conf 0.95 -> 0.45 * 2/6; bin [0.5, 0.6): acc 0.75 vs 0.55 -> 0.2 * 4/6
+    assert r["ece"] == pytest.approx(0.45 * 2 / 6 + 0.2 * 4 / 6)
+    assert [b["n"] for b in r["reliability"]] == [4, 2]
+    assert r["reliability"][0]["accuracy"] == pytest.approx(0.75)
+    assert calibration_report([1.0], [True])["ece"] == pytest.approx(0.0)
+
+
+def test_related_accuracy_and_label_f1_by_hand():
+    gold = ["agree", "unrelated", "discuss", "unrelated", "disagree"]
+    pred = ["discuss", "agree", "discuss", "unrelated", "unrelated"]
+    assert related_accuracy(gold, pred) == pytest.approx(3 / 5)
+    assert label_f1(gold, pred, "discuss") == pytest.approx(2 / 3)  # P 1/2, R 1
+    assert label_f1(gold, pred, "disagree") == 0.0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Kremlin denies the report", True), ("Officials say it wasn't them", True), ("No survivors found", True),
+    ("Hospital puts death toll at three", False), ("Moscow blames air-defence missile", False)])
+def test_has_negation(text, expected):
+    assert has_negation(text) is expected
+
+
+def test_weight_auto_is_chosen_on_validation_pairs(monkeypatch):
+    """With a cross-encoder that is always right and features that are noise, `auto` must pick weight 1."""
+    rng = np.random.RandomState(0)
+    n = 80
+    y = np.array(["agree", "disagree", "discuss", "unrelated"] * (n // 4))
+    heads = [f"headline {i // 4}" for i in range(n)]
+    bodies = [f"story number {i}" for i in range(n)]
+    gold = dict(zip(bodies, y))
+
+    class Oracle:
+        def __init__(self):
+            self.classes_ = CLASSES
+
+        def fit(self, h, c, labels):
+            return self
+
+        def predict_proba(self, h, contexts):
+            return np.array([[0.97 if gold[c] == k else 0.01 for k in CLASSES] for c in contexts])
+
+    noise = lambda texts: rng.rand(len(texts), 16)  # noqa: E731
+    m = StanceModel(StanceClassifier(C=1.0), Oracle(), mode="all", weight="auto", calibrate=True,
+                    embedding_features=False).fit(heads, bodies, y, noise)
+    assert m.weight_ == 1.0
+    assert m.validation_["weights_tried"]["1.0"] == 1.0
+    assert (m.predict(heads, bodies, noise) == y).all()
