@@ -1,6 +1,7 @@
 """The ``classify`` command line: thin Typer wrappers over importable functions.
 
-Errors the user can fix (ClassifyError) become one line on stderr and a non-zero exit, no traceback.
+Errors the user can fix (ClassifyError, raised where the input is read) become one line on stderr and a
+non-zero exit, no traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import ClassifyError
+from .errors import ClassifyError, OutputError, display_name, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Topics, clusters and stance for news page dumps.")
@@ -21,7 +22,7 @@ MODEL = typer.Option(..., "--model", "-m", help="Trained model directory.")
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(display_name(message), limit=1000)}", err=True)
     raise typer.Exit(code)
 
 
@@ -39,8 +40,19 @@ def handle_errors(fn):
 
 
 def _check_format(output: Path, formats: tuple[str, ...]) -> None:
+    if output.is_dir():
+        _fail(f"--output {output}: is a directory, expected a file name ending in {', '.join(formats)}", 2)
     if output.suffix.lower() not in formats:
         _fail(f"--output {output}: unknown format {output.suffix!r}; use one of {', '.join(formats)}", 2)
+
+
+def _check_model_output(output: Path) -> None:
+    """``train --output`` replaces a model directory: never a file, nor a folder that holds something else."""
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"--output {display_name(output)}: is a file, expected a model directory")
+    if output.is_dir() and any(output.iterdir()) and not (output / "meta.json").is_file():
+        raise OutputError(f"--output {display_name(output)}: a folder that is not a classify model; "
+                          "choose a new or empty directory")
 
 
 def _predict_paths(paths: list[str], model: Path, quiet: bool):
@@ -51,8 +63,11 @@ def _predict_paths(paths: list[str], model: Path, quiet: bool):
 
     loaded = load_model(model)
     dumps, errors = read_dumps(paths)
+    for dump in dumps:
+        if dump.warning:
+            typer.echo(f"warning: {one_line(dump.warning, limit=1000)}", err=True)
     for err in errors:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {one_line(str(err), limit=1000)}", err=True)
     return loaded, dumps, predict_dumps(loaded, dumps, quiet=quiet), errors
 
 
@@ -69,6 +84,7 @@ def train_cli(
     from .model import save_model
     from .pipeline import log, train
 
+    _check_model_output(output)
     cfg = load_config(config, set_)
     model = train(cfg, quiet=quiet)
     save_model(model, output)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, clone
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 NOISE = -1
 
@@ -38,9 +38,12 @@ def lsa_features(texts: list[str], n_components: int, random_state: int = 0) -> 
 class TopicClusterer(ClusterMixin, BaseEstimator):
     """Cluster embeddings and name the clusters after the topics of their members.
 
-    ``fit(X, topics=None, features=None)``: ``X`` are the (normalised) embeddings; ``features``, if given,
-    replace ``X`` as the clustering input (e.g. embeddings + LSA); ``topics`` name the clusters.
-    ``predict(X)``: majority cluster of the ``knn`` nearest training embeddings.
+    ``fit(X, y=None, features=None)``: ``X`` are the (normalised) embeddings; ``y`` (alias ``topics=``) are
+    their topics, which name the clusters; ``features``, if given, replace ``X`` as the clustering input
+    (e.g. embeddings + LSA).
+    The given ``reducer`` and ``clusterer`` are templates: ``fit`` fits clones of them, never the objects
+    themselves. ``predict(X)``: majority cluster of the ``knn`` nearest training embeddings (the index,
+    ``knn_``, is built by ``fit`` or ``set_reference``; ``predict`` changes nothing).
     """
 
     def __init__(self, algorithm="kmeans", n_clusters=4, min_cluster_size=15, reducer=None, clusterer=None,
@@ -57,20 +60,41 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
 
     def _clusterer(self):
         if self.clusterer is not None:
-            return self.clusterer
+            return clone(self.clusterer)
         if self.algorithm == "hdbscan":
             return HDBSCAN(min_cluster_size=self.min_cluster_size)
         return KMeans(self.n_clusters, n_init=10, random_state=self.random_state)
 
-    def fit(self, X, topics=None, features=None):
-        X = np.asarray(X, dtype=np.float32)
-        Z = X if features is None else features
+    def fit(self, X, y=None, features=None, *, topics=None):
+        X = validate_data(self, X, dtype=np.float32)
+        if len(X) < 2:
+            raise ValueError(f"TopicClusterer needs at least 2 samples, got {len(X)} sample")
+        if topics is None:
+            topics = y
+        if topics is not None:
+            topics = list(np.asarray(topics).tolist())
+            if len(topics) != len(X):
+                raise ValueError(f"{len(topics)} topics for {len(X)} samples")
+        Z = X
+        if features is not None:
+            Z = check_array(features, dtype=np.float32)
+            if len(Z) != len(X):
+                raise ValueError(f"features has {len(Z)} rows for {len(X)} samples")
         if self.use_reducer:
-            reducer = self.reducer if self.reducer is not None else make_reducer(random_state=self.random_state)
+            reducer = clone(self.reducer) if self.reducer is not None else make_reducer(random_state=self.random_state)
             Z = reducer.fit_transform(Z)
-        self.labels_ = np.asarray(self._clusterer().fit_predict(Z), dtype=np.int64)
-        self.reference_ = X
+        labels = np.asarray(self._clusterer().fit_predict(Z), dtype=np.int64)
+        self.set_reference(X, labels)
         self._name(topics)
+        return self
+
+    def set_reference(self, X, labels):
+        """The training embeddings and their clusters that ``predict`` looks up (builds ``knn_``)."""
+        self.reference_ = np.asarray(X, dtype=np.float32)
+        self.labels_ = np.asarray(labels, dtype=np.int64)
+        k = min(self.knn, len(self.reference_))
+        self.knn_ = KNeighborsClassifier(k, metric="cosine", algorithm="brute").fit(self.reference_, self.labels_)
+        self.n_features_in_ = self.reference_.shape[1]
         return self
 
     def _name(self, topics):
@@ -94,15 +118,10 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
             self.cluster_names_.append(f"{name} #{seen[name]}" if totals[name] > 1 else name)
         return self
 
-    def _knn(self):
-        if getattr(self, "_knn_", None) is None:
-            k = min(self.knn, len(self.reference_))
-            self._knn_ = KNeighborsClassifier(k, metric="cosine", algorithm="brute").fit(self.reference_, self.labels_)
-        return self._knn_
-
     def predict(self, X):
-        check_is_fitted(self, "labels_")
-        return self._knn().predict(np.asarray(X, dtype=np.float32))
+        check_is_fitted(self, "knn_")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self.knn_.predict(X)
 
     def names_of(self, cluster_ids) -> list[str]:
         lookup = dict(zip(self.cluster_ids_.tolist(), self.cluster_names_))
@@ -121,7 +140,11 @@ class MapProjector(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
-        X = np.asarray(X, dtype=np.float32)
+        X = validate_data(self, X, dtype=np.float32)
+        if X.shape[1] < 2:
+            raise ValueError(f"MapProjector needs at least 2 features, got {X.shape[1]} feature(s)")
+        if X.shape[0] < 2:
+            raise ValueError(f"MapProjector needs at least 2 samples, got {X.shape[0]} sample")
         if self.method == "pca":
             reducer = PCA(2, random_state=self.random_state)
         else:
@@ -132,7 +155,8 @@ class MapProjector(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self, "coords_")
-        sims = np.asarray(X, dtype=np.float32) @ self.reference_.T
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        sims = X @ self.reference_.T
         k = min(self.knn, sims.shape[1])
         idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         w = np.clip(np.take_along_axis(sims, idx, axis=1), 1e-3, None) ** 4

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, display_name, one_line, quote
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A larger config file is refused."""
+MAX_YAML_ALIASES = 100
+"""A config (or one ``--set`` value) may use at most this many aliases (``*name``, ``<<: *name``)."""
+MAX_YAML_NODES = 100_000
+"""... and expand to at most this many YAML nodes (aliases counted as copies): no 'billion laughs'."""
 
 DEFAULT_TOPICS = ["ukraine_war", "iran_protests", "uk_politics", "other"]
 DEFAULT_STANCES = ["agree", "disagree", "discuss", "unrelated"]
@@ -23,6 +30,17 @@ class LabelsConfig(_Strict):
     stances: list[str] = Field(default_factory=lambda: list(DEFAULT_STANCES), min_length=2)
     unrelated: str | None = "unrelated"
     """The stance label for 'a different event'; null for schemes without one (e.g. favor/against/none)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "LabelsConfig":
+        for key in ("topics", "stances"):
+            values = getattr(self, key)
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"{key}: duplicate label(s) {quote(dupes[0])}")
+            if any(not v.strip() for v in values):
+                raise ValueError(f"{key}: empty label")
+        return self
 
 
 class EmbeddingConfig(_Strict):
@@ -141,6 +159,9 @@ class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
     """Long bodies are split into sentences; features use the best-matching ones."""
+    hard_negatives: int = Field(0, ge=0)
+    """Pair every training headline with its k most similar stories of *other* events (embedding cosine),
+    labelled unrelated: the way a site's recommender fills a real page with close but different stories."""
     term_weights: bool = True
     """Add TF-IDF (fitted on the training pairs) cosines and the rarest shared word's IDF to the features."""
     embedding_features: bool = True
@@ -160,7 +181,7 @@ class StanceConfig(_Strict):
 
 
 class Config(_Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     data: DataConfig
@@ -189,7 +210,7 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
             node = node[int(part)]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
+            raise ConfigError(f"--set {one_line(key)}: {quote(part)} is not a section")
         node = node.setdefault(part, {})
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -197,15 +218,88 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"--set {key}: cannot set a value inside a {type(node).__name__}")
+        raise ConfigError(f"--set {one_line(key)}: cannot set a value inside a {type(node).__name__}")
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses more than ``MAX_YAML_ALIASES`` aliases, a document that expands to
+    more than ``MAX_YAML_NODES`` nodes, and recursive aliases, before anything is constructed."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_ALIASES} aliases",
+                                                  self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def compose_document(self):
+        node = super().compose_document()
+        _expanded_size(node)
+        return node
+
+
+def _expanded_size(root) -> int:
+    """Nodes of the document with every alias expanded (shared nodes counted per use); refuses cycles."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.composer.ComposerError(None, None, "recursive alias", node.start_mark)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"expands to more than {MAX_YAML_NODES} nodes (aliases)",
+                                              node.start_mark)
+        sizes[key] = total
+        return total
+
+    return size(root) if root is not None else 0
+
+
+def safe_yaml(text: str):
+    """``yaml.safe_load`` with the alias and size limits of ``_LimitedLoader``."""
+    loader = _LimitedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or str(err).splitlines()[0]
+    return one_line(str(problem), 120)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """``stance.classifier.C=2`` → (``stance.classifier.C``, 2); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set stance.classifier.C=2")
+        raise ConfigError(f"--set {quote(item)}: expected KEY=VALUE, e.g. --set stance.classifier.C=2")
     key, value = item.split("=", 1)
-    return key.strip(), yaml.safe_load(value) if value.strip() else None
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {quote(item)}: expected KEY=VALUE with a dotted key, e.g. stance.classifier.C=2")
+    if not value.strip():
+        return key, None
+    if len(value) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--set {one_line(key)}: value longer than {MAX_CONFIG_BYTES} characters")
+    try:
+        return key, safe_yaml(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {one_line(key)}: invalid YAML value ({_yaml_problem(err)})") from None
 
 
 def _error_line(err: ValidationError, source: str) -> str:
@@ -214,29 +308,49 @@ def _error_line(err: ValidationError, source: str) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see README 'Configuration')"
-    elif "input" in first and first["type"] not in {"missing"}:
-        msg = f"{msg}, found {first['input']!r}"
+    elif "input" in first and first["type"] not in {"missing", "value_error", "assertion_error"}:
+        msg = f"{msg}, found {quote(first['input'])}"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc or 'config'}: {msg}{more}"
+    return f"{display_name(source)}: {one_line(loc, 120) or 'config'}: {one_line(msg, 300)}{more}"
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> Config:
     """Load, override and validate a YAML config. Relative data paths are resolved against the current
     directory first, then against the config file's parent directory's parent (the project root)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    raw = safe_yaml_file(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping of config keys, found {type(raw).__name__}")
+        raise ConfigError(f"{display_name(path)}: expected a YAML mapping of config keys, found {type(raw).__name__}")
     for item in overrides or []:
         _set_dotted(raw, *parse_override(item))
     return validate_config(raw, str(path), base=path.resolve().parent.parent, check_files=check_files)
+
+
+def safe_yaml_file(path: Path):
+    """Read and parse a YAML file; every problem (missing, a directory, unreadable, too large, not UTF-8,
+    invalid YAML, too many aliases) is a one-line ConfigError naming the file (and the line)."""
+    name = display_name(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{name}: is a directory, expected a YAML config file")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: config file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{name}: cannot read config ({err.strerror or type(err).__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES // 1024} kB, not a config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{name}: not UTF-8 text (invalid byte at offset {err.start}), expected a YAML config") from None
+    try:
+        return safe_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{name}{where}: invalid YAML ({_yaml_problem(err)})") from None
 
 
 def validate_config(raw: dict, source: str = "config", base: Path | None = None, check_files: bool = True) -> Config:
@@ -250,15 +364,24 @@ def validate_config(raw: dict, source: str = "config", base: Path | None = None,
 
 
 def resolve_data_paths(config: Config, source: str, base: Path | None) -> None:
-    """Make data paths absolute, and fail naming the key if a file does not exist."""
+    """Make data paths absolute, and fail naming the key if a file does not exist or is of the wrong kind
+    (a folder where a file is expected, or the other way round)."""
+    source = display_name(source)
     for split in ("train", "test"):
         for i, src in enumerate(getattr(config.data, split)):
             for key in ("path", "labels", "bodies"):
                 value = getattr(src, key, None)
                 if value is None:
                     continue
+                where = f"{source}: data.{split}.{i}.{key}"
+                if "\0" in value:
+                    raise ConfigError(f"{where}: invalid path {quote(value)} (NUL character)")
                 candidates = [Path(value)] + ([base / value] if base and not Path(value).is_absolute() else [])
                 found = next((c for c in candidates if c.exists()), None)
                 if found is None:
-                    raise ConfigError(f"{source}: data.{split}.{i}.{key}: file not found: {value}")
+                    raise ConfigError(f"{where}: file not found: {one_line(display_name(value), 120)}")
+                want_dir = key == "path" and src.type == "dumps"
+                if found.is_dir() != want_dir:
+                    raise ConfigError(f"{where}: {display_name(found)} is {'a directory' if found.is_dir() else 'a file'}"
+                                      f", expected {'a folder of dumps' if want_dir else 'a file'}")
                 setattr(src, key, str(found.resolve()))

@@ -6,12 +6,13 @@ import csv
 import json
 import random
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config, Dumps, HeadlineBodyCsv, StanceJsonl, TopicsJsonl
-from .dumps import DumpError, join_text, decode, parse_dump
-from .errors import DataError
+from .dumps import DumpError, join_text, decode, iter_dump_files, parse_dump
+from .errors import DataError, display_name, quote
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class StancePair:
     """What keeps pairs together in validation splits: the record's `event` when it has one, else the headline."""
     source: str = ""
     """The data file the pair came from (evaluation reports scores per source)."""
+    body_event: str = ""
+    """The event the body reports, where known ("" = unknown): hard-negative mining never pairs a headline with a
+    body of its own event."""
 
 
 @dataclass
@@ -45,18 +49,44 @@ def source_name(path: str) -> str:
     return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
+def _open(path: str, mode: str = "rb", **kwargs):
+    """``open`` with the user's mistakes (a folder, no permission, gone) as one-line DataErrors."""
+    name = display_name(path)
+    if Path(path).is_dir():
+        raise DataError(f"{name}: is a directory, expected a file")
+    try:
+        return open(path, mode, **kwargs)
+    except FileNotFoundError:
+        raise DataError(f"{name}: file not found") from None
+    except OSError as err:
+        raise DataError(f"{name}: cannot read ({err.strerror or type(err).__name__})") from None
+
+
+def _json(text: str | bytes, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}:{err.lineno}: invalid JSON ({err.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not UTF-8 text") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
+
+
 def _read_jsonl(path: str, limit: int | None) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    name = display_name(path)
+    with _open(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{name}:{lineno}: not UTF-8 text (invalid byte at column {err.start + 1})") from None
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+            row = _json(line, f"{name}:{lineno}")
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
+                raise DataError(f"{name}:{lineno}: expected a JSON object, found {type(row).__name__}")
             rows.append((lineno, row))
             if limit and len(rows) >= limit:
                 break
@@ -64,23 +94,34 @@ def _read_jsonl(path: str, limit: int | None) -> list[tuple[int, dict]]:
 
 
 def _field(row: dict, key: str, where: str) -> str:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object with {key!r}, found {type(row).__name__} {quote(row)}")
     value = row.get(key)
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: missing or empty field {key!r}")
     return value.strip()
 
 
-def _check(label: str, allowed: list[str], where: str, kind: str) -> str:
-    if label not in allowed:
-        raise DataError(f"{where}: {kind} {label!r} is not one of labels.{kind}s {allowed}")
+def _check(label, allowed: list[str], where: str, kind: str) -> str:
+    if not isinstance(label, str) or label not in allowed:
+        raise DataError(f"{where}: {kind} {quote(label)} is not one of labels.{kind}s {quote(allowed, 200)}")
     return label
+
+
+def _optional(row: dict, key: str, where: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {key!r} must be a string, found {type(value).__name__}")
+    return value.strip()
 
 
 def load_topics_jsonl(src: TopicsJsonl, config: Config) -> Corpus:
     out = Corpus()
     for lineno, row in _read_jsonl(src.path, src.limit):
-        where = f"{src.path}:{lineno}"
-        out.texts.append(join_text(_field(row, "title", where), str(row.get("snippet") or "").strip()))
+        where = f"{display_name(src.path)}:{lineno}"
+        out.texts.append(join_text(_field(row, "title", where), _optional(row, "snippet", where)))
         out.topics.append(_check(_field(row, "topic", where), config.labels.topics, where, "topic"))
     return out
 
@@ -93,7 +134,7 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
     groups = []
     name = source_name(src.path)
     for lineno, row in _read_jsonl(src.path, src.limit):
-        where = f"{src.path}:{lineno}"
+        where = f"{display_name(src.path)}:{lineno}"
         headline = _field(row, "headline", where)
         topic = row.get("topic")
         event = str(row.get("event") or headline)
@@ -104,17 +145,18 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
         for j, story in enumerate(stories):
             swhere = f"{where}: stories.{j}"
             if not isinstance(story, dict):
-                raise DataError(f"{swhere}: expected an object with title, snippet and stance")
-            text = join_text(_field(story, "title", swhere), str(story.get("snippet") or "").strip())
+                raise DataError(f"{swhere}: expected a JSON object with title, snippet and stance, found {type(story).__name__}")
+            text = join_text(_field(story, "title", swhere), _optional(story, "snippet", swhere))
             label = _check(_field(story, "stance", swhere), config.labels.stances, swhere, "stance")
-            out.pairs.append(StancePair(headline, text, label, event, name))
-            texts.append(text)
+            body_event = str(story.get("event") or (event if label != config.labels.unrelated else ""))
+            out.pairs.append(StancePair(headline, text, label, event, name, body_event))
+            texts.append((text, body_event))
             story_topics.append(story.get("topic") or topic)
         if src.topics and topic is not None:
             _check(topic, config.labels.topics, where, "topic")
             for j, t in enumerate(story_topics):
                 _check(t, config.labels.topics, f"{where}: stories.{j}", "topic")
-            out.texts += [headline] + texts
+            out.texts += [headline] + [t for t, _ in texts]
             out.topics += [topic] + story_topics
         groups.append((headline, topic, texts, event))
 
@@ -127,40 +169,54 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
             other = [t for g in others if g[1] != topic for t in g[2]]
             k_same = min(len(same), (src.unrelated_per_headline + 1) // 2)
             k_other = min(len(other), src.unrelated_per_headline - k_same)
-            for text in rng.sample(same, k_same) + rng.sample(other, k_other):
-                out.pairs.append(StancePair(headline, text, unrelated, event, name))
+            for text, body_event in rng.sample(same, k_same) + rng.sample(other, k_other):
+                out.pairs.append(StancePair(headline, text, unrelated, event, name, body_event))
     return out
 
 
 def load_labelled_dumps(src: Dumps, config: Config) -> Corpus:
     """Dumps with a labels file: ``{file: {split, topic, related: [{title, topic, stance}]}}``."""
-    try:
-        labels = json.loads(Path(src.labels).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{src.labels}:{err.lineno}: invalid JSON ({err.msg})") from None
+    with _open(src.labels) as fh:
+        labels = _json(fh.read(), display_name(src.labels))
+    if not isinstance(labels, dict):
+        raise DataError(f"{display_name(src.labels)}: expected a JSON object {{file: labels}}, found {type(labels).__name__}")
     out = Corpus()
     folder = Path(src.path)
     for name in sorted(labels):
         entry = labels[name]
+        where = f"{display_name(src.labels)}: {quote(name)}"
+        if not isinstance(entry, dict):
+            raise DataError(f"{where}: expected a JSON object {{split, topic, related}}, found {type(entry).__name__}")
         if src.split is not None and entry.get("split") != src.split:
             continue
-        where = f"{src.labels}: {name}"
+        path = folder / name
+        if not path.exists():
+            raise DataError(f"{where}: dump file not found in {display_name(folder)}")
+        if path.is_dir():
+            raise DataError(f"{where}: {display_name(path)} is a directory, expected a dump file")
+        [(fname, raw)] = list(iter_dump_files([str(path)]))
         try:
-            dump = parse_dump(decode((folder / name).read_bytes(), str(folder / name)), str(folder / name))
-        except FileNotFoundError:
-            raise DataError(f"{where}: dump file not found in {folder}") from None
+            if isinstance(raw, DumpError):
+                raise raw
+            dump = parse_dump(decode(raw, fname), fname)
         except DumpError as err:
             raise DataError(str(err)) from None
         related = entry.get("related", [])
+        if not isinstance(related, list):
+            raise DataError(f"{where}: 'related' must be a list, found {type(related).__name__}")
         if len(related) != len(dump.related):
             raise DataError(f"{where}: {len(related)} related labels for {len(dump.related)} related stories")
         out.texts.append(dump.text)
         out.topics.append(_check(entry.get("topic"), config.labels.topics, where, "topic"))
         for j, (story, lab) in enumerate(zip(dump.related, related)):
+            if not isinstance(lab, dict):
+                raise DataError(f"{where}: related.{j}: expected a JSON object {{title, topic, stance}}")
             out.texts.append(story.text)
             out.topics.append(_check(lab.get("topic"), config.labels.topics, f"{where}: related.{j}", "topic"))
             stance = _check(lab.get("stance"), config.labels.stances, f"{where}: related.{j}", "stance")
-            out.pairs.append(StancePair(dump.headline, story.text, stance, name, source_name(src.labels)))
+            event = str(entry.get("event") or name)
+            out.pairs.append(StancePair(dump.headline, story.text, stance, event, source_name(src.labels),
+                                        event if stance != config.labels.unrelated else ""))
         if src.limit and len(out.texts) >= src.limit:
             break
     return out
@@ -170,20 +226,30 @@ def load_headline_body_csv(src: HeadlineBodyCsv, config: Config) -> Corpus:
     """Headline/body stance data in the FNC-1 layout: a bodies CSV and a (headline, body id, stance) CSV."""
 
     def rows(path: str, columns: list[str]):
-        with open(path, encoding="utf-8", newline="") as fh:
+        name = display_name(path)
+        with _open(path, "r", encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-            yield from enumerate(reader, 2)
+            try:
+                fieldnames = reader.fieldnames or []
+                missing = [c for c in columns if c not in fieldnames]
+                if missing:
+                    raise DataError(f"{name}: missing column(s) {quote(missing, 200)}; found {quote(fieldnames, 200)}")
+                for row in reader:
+                    if any(row.get(c) is None for c in columns):
+                        raise DataError(f"{name}:{reader.line_num}: too few fields in the row")
+                    yield reader.line_num, row
+            except UnicodeDecodeError:
+                raise DataError(f"{name}:{reader.line_num + 1}: not UTF-8 text") from None
+            except csv.Error as err:
+                raise DataError(f"{name}:{reader.line_num}: invalid CSV ({err})") from None
 
     bodies = {row[src.body_id_column]: row[src.body_column] for _, row in rows(src.bodies, [src.body_id_column, src.body_column])}
     out = Corpus()
     for lineno, row in rows(src.path, [src.headline_column, src.body_id_column, src.stance_column]):
-        where = f"{src.path}:{lineno}"
+        where = f"{display_name(src.path)}:{lineno}"
         body = bodies.get(row[src.body_id_column])
         if body is None:
-            raise DataError(f"{where}: body id {row[src.body_id_column]!r} not in {src.bodies}")
+            raise DataError(f"{where}: body id {quote(row[src.body_id_column])} not in {display_name(src.bodies)}")
         label = _check(row[src.stance_column].strip(), config.labels.stances, where, "stance")
         headline = row[src.headline_column].strip()
         out.pairs.append(StancePair(headline, body, label, headline, source_name(src.path)))
@@ -198,6 +264,42 @@ LOADERS = {
     "dumps": load_labelled_dumps,
     "headline_body_csv": load_headline_body_csv,
 }
+
+
+def check_trainable(corpus: Corpus, config: Config) -> None:
+    """Refuse (one-line DataError) training data the enabled components cannot learn from: one topic,
+    more KMeans clusters than texts, one stance label, ``two_stage`` without unrelated or related pairs."""
+    if corpus.texts and (config.topic.enabled or config.clustering.enabled):
+        topics = Counter(corpus.topics)
+        if config.topic.enabled and len(topics) < 2:
+            raise DataError(f"data.train: every topic text is labelled {quote(next(iter(topics)))}; the topic classifier "
+                            "needs at least two topics (or set topic.enabled: false)")
+        c = config.clustering
+        n = len(corpus.texts)
+        if c.enabled:
+            k = c.n_clusters or len(config.labels.topics)
+            if c.algorithm == "kmeans" and k > n:
+                raise DataError(f"clustering.n_clusters: {k} clusters for {n} topic texts; use at most {n}")
+            if c.algorithm == "hdbscan" and c.min_cluster_size > n:
+                raise DataError(f"clustering.min_cluster_size: {c.min_cluster_size} is more than the {n} topic texts")
+            least = max(c.reducer.n_components + 2, 4) if c.reducer is not None else 3
+            if n < least:
+                raise DataError(f"data.train: {n} topic texts are too few to cluster (need at least {least}), "
+                                "or set clustering.enabled: false")
+    if corpus.pairs and config.stance.enabled:
+        labels = Counter(p.label for p in corpus.pairs)
+        if len(labels) < 2:
+            raise DataError(f"data.train: every stance pair is labelled {quote(next(iter(labels)))}; the stance "
+                            "classifier needs at least two labels (or set stance.enabled: false)")
+        u = config.labels.unrelated
+        if config.stance.two_stage:
+            related = [label for label in labels if label != u]
+            if not labels.get(u):
+                raise DataError(f"stance.two_stage: no training pair is labelled {quote(u)}; add unrelated pairs "
+                                "(e.g. data.train.N.unrelated_per_headline) or set stance.two_stage: false")
+            if len(related) < 2:
+                raise DataError(f"stance.two_stage: the related training pairs have {len(related)} label(s) "
+                                f"{quote(', '.join(related))}; the second stage needs at least two")
 
 
 def load_corpus(sources, config: Config) -> Corpus:

@@ -30,13 +30,13 @@ def sources_for(data: Path | None, model) -> list:
             raise DataError(f"--data {data}: a dumps folder needs a labels.json beside the dumps")
         return [Dumps(type="dumps", path=str(data), labels=str(labels))]
     if data.suffix == ".jsonl":
-        with open(data, encoding="utf-8") as fh:
+        with open(data, encoding="utf-8", errors="replace") as fh:  # a sniff: the loader reports bad bytes
             first = next((line for line in fh if line.strip()), "{}")
         try:
             row = json.loads(first)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DataError(f"--data {data}:1: invalid JSON") from None
-        if "headline" in row and "stories" in row:
+        if isinstance(row, dict) and "headline" in row and "stories" in row:
             return [StanceJsonl(type="stance_jsonl", path=str(data))]
         return [TopicsJsonl(type="topics_jsonl", path=str(data))]
     raise DataError(f"--data {data}: expected a config .yaml, a .jsonl file or a dumps folder")

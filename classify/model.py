@@ -28,7 +28,8 @@ from .clusters import MapProjector, TopicClusterer
 from .config import Config
 from .crossencoder import CrossEncoder
 from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION, StanceModel
-from .errors import ModelError
+from .errors import ModelError, OutputError
+from .output import dumps_json
 
 FORMAT = "classify-model"
 FORMAT_VERSION = 2  # 2: stance.json (one StanceModel owns features, cross-encoder, mixing, calibration)
@@ -77,8 +78,14 @@ def library_versions() -> dict[str, str]:
 def save_model(model: Model, directory: str | Path) -> Path:
     """Write the model to a temporary sibling folder, then swap it in place of ``directory``."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    if directory.exists() and not (directory / "meta.json").is_file() and (
+            not directory.is_dir() or any(directory.iterdir())):  # never replace a user's file or folder
+        raise OutputError(f"{directory}: exists and is not a classify model; choose a new or empty directory")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    except OSError as err:
+        raise OutputError(f"{directory}: cannot write the model here ({err.strerror or type(err).__name__})") from None
     try:
         components = [name for name, part in (("topic", model.topic), ("stance", model.stance),
                                               ("clusters", model.clusterer),
@@ -86,14 +93,14 @@ def save_model(model: Model, directory: str | Path) -> Path:
                       if part is not None]
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
                 "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "meta.json").write_text(dumps_json(meta, indent=2))
         (tmp / "config.json").write_text(model.config.model_dump_json(indent=2))
         if model.topic is not None:
             sio.dump(model.topic, tmp / "topic.skops")
         if model.stance is not None:
             sio.dump({"classifier": model.stance.classifier_, "term_weights": model.stance.term_weights_},
                      tmp / "stance.skops")
-            (tmp / "stance.json").write_text(json.dumps(model.stance.state(), indent=2))
+            (tmp / "stance.json").write_text(dumps_json(model.stance.state(), indent=2))
         if model.clusterer is not None:
             _save_clusters(model, tmp)
         if "cross_encoder" in components:
@@ -123,15 +130,15 @@ def _save_clusters(model: Model, folder: Path) -> None:
         "params": {k: v for k, v in c.get_params(deep=False).items() if k not in ("reducer", "clusterer")},
         "map_params": p.get_params(deep=False),
     }
-    (folder / "clusters.json").write_text(json.dumps(info, indent=2))
+    (folder / "clusters.json").write_text(dumps_json(info, indent=2))
 
 
 def _load_clusters(folder: Path) -> tuple[TopicClusterer, MapProjector, dict]:
     info = json.loads((folder / "clusters.json").read_text())
     arrays = load_file(str(folder / "reference.safetensors"))
+    _check_clusters(folder, info, arrays)
     clusterer = TopicClusterer(**info["params"])
-    clusterer.reference_ = arrays["embeddings"]
-    clusterer.labels_ = arrays["clusters"].astype(np.int64)
+    clusterer.set_reference(arrays["embeddings"], arrays["clusters"])
     clusterer.cluster_ids_ = np.array(info["ids"], dtype=np.int64)
     clusterer.cluster_names_ = info["names"]
     clusterer.cluster_topics_ = info["topics"]
@@ -139,7 +146,41 @@ def _load_clusters(folder: Path) -> tuple[TopicClusterer, MapProjector, dict]:
     projector = MapProjector(**info["map_params"])
     projector.reference_ = arrays["embeddings"]
     projector.coords_ = arrays["coords"]
+    projector.n_features_in_ = arrays["embeddings"].shape[1]
     return clusterer, projector, {k: info[k] for k in ("keywords", "examples") if k in info}
+
+
+def _check_clusters(folder: Path, info, arrays: dict) -> None:
+    """clusters.json and reference.safetensors agree with each other: one-line ModelError otherwise."""
+    def bad(what: str):
+        return ModelError(f"{folder}: inconsistent clusters.json / reference.safetensors ({what}); retrain it")
+
+    if not isinstance(info, dict):
+        raise bad("clusters.json is not an object")
+    for key, kind in (("ids", list), ("names", list), ("topics", list), ("purity", list), ("params", dict),
+                      ("map_params", dict)):
+        if not isinstance(info.get(key), kind):
+            raise bad(f"{key} missing or not a {kind.__name__}")
+    n_ids = len(info["ids"])
+    if not all(len(info[k]) == n_ids for k in ("names", "topics", "purity")) or n_ids == 0:
+        raise bad("ids, names, topics and purity differ in length")
+    if not all(isinstance(i, int) for i in info["ids"]) or len(set(info["ids"])) != n_ids:
+        raise bad("cluster ids are not distinct integers")
+    missing = [k for k in ("embeddings", "clusters", "coords") if k not in arrays]
+    if missing:
+        raise bad(f"missing arrays {missing}")
+    emb, labels, coords = arrays["embeddings"], arrays["clusters"], arrays["coords"]
+    if emb.ndim != 2 or emb.shape[0] == 0 or emb.dtype.kind != "f":
+        raise bad(f"embeddings of shape {emb.shape} and type {emb.dtype}")
+    if labels.shape != (emb.shape[0],) or labels.dtype.kind not in "iu":
+        raise bad(f"clusters of shape {labels.shape} for {emb.shape[0]} embeddings")
+    if coords.shape != (emb.shape[0], 2) or coords.dtype.kind != "f":
+        raise bad(f"map coords of shape {coords.shape} for {emb.shape[0]} embeddings")
+    if not (np.isfinite(emb).all() and np.isfinite(coords).all()):
+        raise bad("NaN or infinite values in the reference arrays")
+    unknown = set(np.unique(labels).tolist()) - set(info["ids"])
+    if unknown:
+        raise bad(f"cluster ids {sorted(unknown)[:5]} not in clusters.json")
 
 
 def _load_skops(path: Path):
@@ -190,7 +231,7 @@ def load_model(directory: str | Path) -> Model:
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else ""
         raise ModelError(f"{directory}: corrupt model file ({type(err).__name__}: {first}); retrain it") from None
-    return Model(
+    model = Model(
         config=config,
         topic=_load_skops(directory / "topic.skops") if "topic" in components else None,
         stance=stance,
@@ -199,3 +240,34 @@ def load_model(directory: str | Path) -> Model:
         clusters_info=info,
         meta=meta,
     )
+    _check_components(directory, model)
+    return model
+
+
+def _check_components(directory: Path, model: Model) -> None:
+    """Each estimator file holds what its name says, with the labels of the config (swapped or foreign
+    files are refused)."""
+    from .stance import StanceClassifier
+
+    def labels_of(est, name: str, allowed: list[str]) -> None:
+        classes = getattr(est, "classes_", None)
+        if classes is None or not hasattr(est, "predict_proba"):
+            raise ModelError(f"{directory}: {name} does not hold a fitted classifier; retrain the model")
+        extra = sorted(set(map(str, classes)) - set(allowed))
+        if extra:
+            raise ModelError(f"{directory}: {name} predicts labels {extra[:4]} that are not in the model's config "
+                             "(swapped or foreign file); retrain the model")
+
+    if model.topic is not None:
+        if isinstance(model.topic, StanceClassifier):
+            raise ModelError(f"{directory}: topic.skops holds a stance classifier (swapped files); retrain the model")
+        labels_of(model.topic, "topic.skops", model.topics)
+        dim = getattr(model.topic, "n_features_in_", None)
+        if model.clusterer is not None and dim is not None and dim != model.clusterer.reference_.shape[1]:
+            raise ModelError(f"{directory}: topic.skops expects {dim} features, the reference embeddings have "
+                             f"{model.clusterer.reference_.shape[1]}; retrain the model")
+    if model.stance is not None:
+        clf = getattr(model.stance, "classifier_", model.stance)  # a StanceModel wraps the skops classifier
+        if not isinstance(clf, StanceClassifier):
+            raise ModelError(f"{directory}: stance.skops does not hold a stance classifier (swapped files); retrain the model")
+        labels_of(clf, "stance.skops", model.stances)

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .clusters import MapProjector, TopicClusterer, cluster_keywords, lsa_features, make_reducer, representatives
 from .config import Config
-from .data import Corpus, load_corpus
+from .data import Corpus, StancePair, check_trainable, load_corpus
 from .dumps import Dump
 from .embed import Embedder
 from .errors import DataError
@@ -84,6 +84,31 @@ def memoised(embed, texts: list[str]):
     return lambda ts: np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
 
 
+def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str) -> list[StancePair]:
+    """For every headline, the ``k`` stories most similar to it (cosine of the embeddings) among stories of a
+    known, different event, as ``unrelated`` pairs. Stories of an unknown event and stories already paired with
+    the headline are never drawn. Deterministic: ties go to the earlier story."""
+    heads = list(dict.fromkeys(p.headline for p in pairs))
+    group = {p.headline: p.group or p.headline for p in pairs}
+    source = {p.headline: p.source for p in pairs}
+    event_of: dict[str, str] = {}
+    for p in pairs:
+        if p.body_event:
+            event_of.setdefault(p.body, p.body_event)
+    bodies, events = list(event_of), list(event_of.values())
+    if not heads or not bodies:
+        return []
+    paired = {(p.headline, p.body) for p in pairs}
+    sims = embed(heads) @ embed(bodies).T
+    events = np.array(events)
+    out = []
+    for i, h in enumerate(heads):
+        order = np.argsort(-sims[i], kind="stable")
+        picked = [j for j in order if events[j] != group[h] and (h, bodies[j]) not in paired][:k]
+        out += [StancePair(h, bodies[j], unrelated, group[h], source[h], events[j]) for j in picked]
+    return out
+
+
 def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
     """Stance labels and their (calibrated) probabilities."""
     proba = model.stance.predict_proba(headlines, bodies, memoised(embed, pair_embedding_texts(headlines, bodies)))
@@ -98,6 +123,7 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
     corpus = load_corpus(config.data.train, config)
     if not corpus.texts and not corpus.pairs:
         raise DataError("data.train: the training sources hold no examples")
+    check_trainable(corpus, config)
     log(f"training data: {len(corpus.texts)} topic texts, {len(corpus.pairs)} stance pairs", quiet)
     model = Model(config=config)
 
@@ -119,6 +145,10 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
 
     if corpus.pairs and config.stance.enabled:
         pairs = corpus.pairs
+        if config.stance.hard_negatives and config.labels.unrelated:
+            extra = hard_negatives(pairs, embedder.encode, config.stance.hard_negatives, config.labels.unrelated)
+            log(f"hard negatives: {len(extra)} unrelated pairs of similar stories of other events", quiet)
+            pairs = pairs + extra
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
         model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,

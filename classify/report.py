@@ -66,7 +66,7 @@ def write_report(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str 
         atomic_write(figure, map_figure_bytes(model, points, "Cluster map, coloured by topic", "topic"))
         parts = [f"# {title}", "", f"![Cluster map]({figure.name})", ""]
         for heading, table in tables.items():
-            parts += [f"## {heading}", "", table.to_markdown() if _has_tabulate() else _markdown(table), ""]
+            parts += [f"## {md_escape(heading)}", "", _markdown(table), ""]
         atomic_write(output, "\n".join(parts))
         return
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>Cluster map</h2>",
@@ -81,18 +81,19 @@ def write_report(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str 
                          f"<style>{css}</style></head><body>{''.join(body)}</body></html>")
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#!~"})
+
+
+def md_escape(value) -> str:
+    """A table cell or heading as inert Markdown text: HTML (``<script>``) escaped, Markdown syntax (links,
+    images, emphasis, code, table pipes) backslash-escaped, line breaks as spaces."""
+    text = html.escape(str(value), quote=False).translate(_MD_SPECIAL)
+    return " ".join(text.splitlines())
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    """A pipe table without the optional ``tabulate`` dependency."""
+    """A pipe table (no ``tabulate`` dependency) with every cell escaped by ``md_escape``."""
     t = table.reset_index()
-    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(c) for c in t.columns) + " |", "|" + "---|" * len(t.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in t.itertuples(index=False)]
+    lines = ["| " + " | ".join(md_escape(c) for c in t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in t.itertuples(index=False)]
     return "\n".join(lines)
