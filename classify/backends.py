@@ -218,22 +218,30 @@ EXPORTS = 0
 """How many ONNX exports this process ran (tests check that a second Embedder reuses the first one's)."""
 
 
-def ensure_onnx(model_path: str, folder: Path, quantized: bool, rebuild: bool = False) -> Path:
-    """The ONNX file for these weights, exported (and quantised) now if it is not in the cache yet."""
+def ensure_onnx(model_path: str, folder: Path, quantized: bool, broken: Path | None = None) -> Path:
+    """The ONNX file for these weights, exported (and quantised) now if it is not in the cache yet.
+    ``broken``: a cached file that failed to load; it is deleted and built again."""
     global EXPORTS
     fp32, target = folder / ONNX_FILES[False], folder / ONNX_FILES[quantized]
-    if target.exists() and not rebuild:
+    if target.exists() and broken is None:
         return target
     with _locked(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        if rebuild:
-            for name in ONNX_FILES.values():
-                (folder / name).unlink(missing_ok=True)
-        if not fp32.exists():
-            EXPORTS += 1
-            _export_fp32(model_path, fp32)
-        if quantized and not target.exists():
-            _quantize(fp32, target)
+        if broken is not None:
+            broken.unlink(missing_ok=True)
+        for attempt in (0, 1):
+            if not fp32.exists():
+                EXPORTS += 1
+                _export_fp32(model_path, fp32)
+            if not quantized or target.exists():
+                break
+            try:
+                _quantize(fp32, target)
+                break
+            except Exception:  # a damaged fp32 export: export it again, once
+                if attempt:
+                    raise
+                fp32.unlink(missing_ok=True)
     return target
 
 
@@ -258,7 +266,7 @@ class OnnxEncoder:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
             log.warning(f"{path}: damaged ONNX export ({str(err).splitlines()[0][:120]}); exporting it again")
-            path = ensure_onnx(model_path, folder, quantized, rebuild=True)
+            path = ensure_onnx(model_path, folder, quantized, broken=path)
             try:
                 self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception as err2:
@@ -344,6 +352,8 @@ def distill_static(model_path: str, onnx: OnnxEncoder, target: Path, dims: int =
 
 
 DISTILLATIONS = 0
+STATIC_LIMIT: int | None = None
+"""Tests set this to distil only the first N vocabulary entries (seconds instead of a minute)."""
 
 
 class StaticEncoder:
@@ -354,6 +364,7 @@ class StaticEncoder:
         from model2vec import StaticModel
 
         _quiet_tokenizers()
+        limit = limit or STATIC_LIMIT
         folder = artifact_folder(cache_root, "static", model_name, model_path)
         if limit:
             folder = folder.with_name(f"{folder.name}-first{limit}")
