@@ -1,25 +1,36 @@
-"""Throughput of `predict` against a bare SentenceTransformer.encode on the same texts.
+"""Encoder backends side by side, and `predict` against a bare encode, on the same texts.
 
 The sample dumps in data/dumps are scaled up to a few thousand texts (each copy's texts are made distinct,
-so neither the cache nor de-duplication can skip them). Prints texts/s of:
-  - bare encode: SentenceTransformer.encode of the texts predict embeds (model already loaded);
-  - predict, cold cache: parse + embed + topic + cluster + stance, into an empty cache;
-  - predict, warm cache: the same run again.
-Goals (issue 2): cold >= 0.8x bare encode; warm >= 10x cold.
+so neither the cache nor de-duplication can skip them). Prints, in one run:
+  - per backend (torch, onnx, onnx-int8, static): load / first-use build time, texts/s of a bare encode of
+    those texts (no cache; best of --rounds, backends interleaved so a busy machine hits them alike),
+    cosine agreement with the torch vectors (mean / min), and the held-out topic accuracy / macro-F1 of a
+    LogisticRegression trained on data/topics/train.jsonl embeddings, scored on data/topics/test.jsonl;
+  - predict with the model's own backend (default: torch), cold cache: parse + embed + topic + cluster +
+    stance into an empty cache; warm cache: the same run again.
+Goals: issue 2: cold >= 0.8x bare encode, warm >= 10x cold; issue 11: onnx-int8 >= 1.8x torch texts/s with
+topic accuracy within 0.01 of torch, static >= 20x torch.
 
-    python benchmarks/throughput.py [--model models/default] [--copies 20]
+ONNX exports and the static distillation are built into a temporary cache by default (so their build time
+is shown); --cache DIR reuses a cache folder instead.
+
+    python benchmarks/throughput.py [--model models/default] [--copies 20] [--rounds 2] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = re.compile(r"^\s*(\d+|·.*read|Recommended Stories)\s*$")  # structure lines stay as they are
+BACKENDS = ("torch", "onnx", "onnx-int8", "static")
 
 
 def scaled_dumps(folder: Path, copies: int) -> list[bytes]:
@@ -35,11 +46,24 @@ def scaled_dumps(folder: Path, copies: int) -> list[bytes]:
     return out
 
 
+def topic_texts(name: str) -> tuple[list[str], list[str]]:
+    from classify.dumps import join_text
+
+    rows = [json.loads(line) for line in (ROOT / "data" / "topics" / name).read_text().splitlines() if line.strip()]
+    return [join_text(r["title"], str(r.get("snippet") or "").strip()) for r in rows], [r["topic"] for r in rows]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "models" / "default"))
     ap.add_argument("--copies", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2, help="timed encodes per backend (best is kept)")
+    ap.add_argument("--cache", default=None, help="cache folder for ONNX exports / static model (default: fresh)")
+    ap.add_argument("--backends", default=",".join(BACKENDS))
     args = ap.parse_args()
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
 
     from classify.dumps import read_dumps
     from classify.embed import Embedder
@@ -48,6 +72,10 @@ def main() -> None:
     from classify.stance import pair_embedding_texts
 
     model = load_model(args.model)
+    e = model.config.embedding
+    backends = [b for b in args.backends.split(",") if b]
+    if "torch" not in backends:
+        backends.insert(0, "torch")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "dumps").mkdir()
@@ -58,16 +86,42 @@ def main() -> None:
         texts += pair_embedding_texts([d.headline for d in dumps for _ in d.related],
                                       [r.text for d in dumps for r in d.related])
         texts = list(dict.fromkeys(texts))
-        e = model.config.embedding
+        print(f"{len(dumps)} dumps, {rows} rows; {len(texts)} distinct texts embedded (articles, related stories, "
+              f"headlines); model {e.model}, batch {e.batch_size}", flush=True)
 
-        embedder = Embedder(e.model, batch_size=e.batch_size, cache_dir=str(tmp / "cache"), show_progress=False)
-        st = embedder.sentence_transformer  # load once, outside every timing
-        st.encode(texts[:64], batch_size=e.batch_size)  # warm-up
+        # --- backends: bare encode of the same texts, no embedding cache
+        cache = Path(args.cache) if args.cache else tmp / "cache"
+        encoders, built = {}, {}
+        for b in backends:
+            t = time.perf_counter()
+            encoders[b] = Embedder(e.model, batch_size=e.batch_size, cache_dir=str(cache), show_progress=False,
+                                   use_cache=False, backend=b).encoder
+            encoders[b].encode(texts[:64], batch_size=e.batch_size)  # warm-up
+            built[b] = time.perf_counter() - t
+            print(f"  {b}: loaded / built in {built[b]:.1f} s", flush=True)
+        seconds = {b: [] for b in backends}
+        vectors = {}
+        for _ in range(args.rounds):
+            for b in backends:
+                t = time.perf_counter()
+                vectors[b] = encoders[b].encode(texts, batch_size=e.batch_size)
+                seconds[b].append(time.perf_counter() - t)
+        bare = min(seconds["torch"])
 
-        t = time.perf_counter()
-        st.encode(texts, batch_size=e.batch_size, normalize_embeddings=True, show_progress_bar=False)
-        bare = time.perf_counter() - t
+        train_x, train_y = topic_texts("train.jsonl")
+        test_x, test_y = topic_texts("test.jsonl")
+        topics = {}
+        for b in backends:
+            X = encoders[b].encode(train_x + test_x, batch_size=e.batch_size)
+            clf = LogisticRegression(C=model.config.topic.C, class_weight=model.config.topic.class_weight,
+                                     max_iter=model.config.topic.max_iter).fit(X[:len(train_x)], train_y)
+            pred = clf.predict(X[len(train_x):])
+            topics[b] = (accuracy_score(test_y, pred), f1_score(test_y, pred, average="macro"))
 
+        # --- predict with the model's own backend, cold then warm embedding cache
+        embedder = Embedder(e.model, batch_size=e.batch_size, cache_dir=str(tmp / "predict-cache"),
+                            show_progress=False, backend=e.backend)
+        embedder.encoder  # load once, outside every timing
         timings = {}
         for run in ("cold", "warm"):
             t = time.perf_counter()
@@ -76,11 +130,24 @@ def main() -> None:
             timings[run] = time.perf_counter() - t
             embedder._cache._index = None  # the warm run reads the cache back from disk
 
-    print(f"{len(dumps)} dumps, {rows} rows; {len(texts)} distinct texts embedded (articles, related stories, headlines)")
-    print(f"bare SentenceTransformer.encode : {len(texts) / bare:8.1f} texts/s  ({bare:.1f} s)")
-    print(f"predict, cold cache             : {rows / timings['cold']:8.1f} rows/s   ({timings['cold']:.1f} s)  "
-          f"{bare / timings['cold']:.2f}x bare encode (goal >= 0.8)")
-    print(f"predict, warm cache             : {rows / timings['warm']:8.1f} rows/s   ({timings['warm']:.2f} s)  "
+    print(f"\nbare encode of the {len(texts)} texts (best of {args.rounds}); topics: {len(train_x)} train / "
+          f"{len(test_x)} test texts, LogisticRegression(C={model.config.topic.C})")
+    print(f"{'backend':10s} {'build s':>8s} {'texts/s':>9s} {'x torch':>8s} {'cos mean':>9s} {'cos min':>8s} "
+          f"{'topic acc':>10s} {'macro-F1':>9s}")
+    for b in backends:
+        best = min(seconds[b])
+        if vectors[b].shape == vectors["torch"].shape:
+            cos = (vectors[b] * vectors["torch"]).sum(1)
+            agree = f"{cos.mean():9.4f} {cos.min():8.4f}"
+        else:
+            agree = f"{'-':>9s} {'-':>8s}"
+        print(f"{b:10s} {built[b]:8.1f} {len(texts) / best:9.1f} {bare / best:8.2f} {agree} "
+              f"{topics[b][0]:10.3f} {topics[b][1]:9.3f}")
+    own = min(seconds.get(e.backend, seconds["torch"]))
+    print(f"\npredict with backend {e.backend} (model {args.model}):")
+    print(f"predict, cold cache : {rows / timings['cold']:8.1f} rows/s   ({timings['cold']:.1f} s)  "
+          f"{own / timings['cold']:.2f}x bare {e.backend} encode (goal >= 0.8)")
+    print(f"predict, warm cache : {rows / timings['warm']:8.1f} rows/s   ({timings['warm']:.2f} s)  "
           f"{timings['cold'] / timings['warm']:.1f}x faster than cold (goal >= 10)")
     assert len(df) == rows
 

