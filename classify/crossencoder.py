@@ -35,8 +35,8 @@ class CrossEncoder:
         hf_logging.disable_progress_bar()
         path = resolve_model_path(self.model)
         torch.manual_seed(self.seed)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-        self.encoder_ = AutoModel.from_pretrained(path)
+        self.tokenizer_ = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.encoder_ = AutoModel.from_pretrained(path, local_files_only=True)
         self.head_ = torch.nn.Linear(self.encoder_.config.hidden_size, n_classes)
 
     def _logits(self, headlines, contexts):
