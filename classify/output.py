@@ -29,19 +29,26 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         raise
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    suffix = Path(path).suffix.lower()
+def format_table(df: pd.DataFrame, suffix: str, header: bool = True) -> bytes:
+    """Rows as the bytes of a .jsonl, .csv (``header``: with its header line) or .parquet file."""
     if suffix == ".jsonl":
         data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in df.to_dict(orient="records"))
     elif suffix == ".csv":
-        data = df.to_csv(index=False)
+        data = df.to_csv(index=False, header=header)
     elif suffix == ".parquet":
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
-        data = buf.getvalue()
+        return buf.getvalue()
     else:
+        raise ClassifyError(f"unknown output format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
+    return data.encode("utf-8")
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
         raise ClassifyError(f"{path}: unknown output format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
-    atomic_write(path, data)
+    atomic_write(path, format_table(df, suffix))
 
 
 def write_json(obj, path: str | Path) -> None:
