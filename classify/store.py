@@ -113,6 +113,7 @@ class VectorStore:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    app_id = APPLICATION_ID
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -240,7 +241,8 @@ class VectorStore:
 
     # -- maintenance ------------------------------------------------------------------------------------------
     def info(self, check: bool = True) -> dict:
-        """Path, rows, models (identity, dim, rows), size on disk and, with ``check``, ``PRAGMA quick_check``."""
+        """Path, rows, models (identity, dim, rows), size on disk and, with ``check``, ``PRAGMA quick_check`` and
+        a check of every vector's length ("ok" when both pass)."""
         files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
         size = sum(f.stat().st_size for f in files if f.exists())
         if not self.path.exists():
@@ -251,6 +253,12 @@ class VectorStore:
         if check:
             result = self._query(lambda c: c.execute("PRAGMA quick_check").fetchall())
             integrity = "; ".join(r[0] for r in result)
+            if integrity == "ok":  # the file is sound: are the vectors?
+                bad = self._query(lambda c: c.execute(
+                    "SELECT count(*) FROM vectors v LEFT JOIN models m ON v.model = m.id "
+                    "WHERE m.id IS NULL OR typeof(v.vec) != 'blob' OR length(v.vec) != 4 * m.dim").fetchone()[0])
+                if bad:
+                    integrity = f"{bad} vectors of the wrong length or of no known model"
         return {"path": str(self.path), "exists": True, "rows": sum(m[2] for m in models),
                 "models": [{"identity": i, "dim": d, "rows": n} for i, d, n in models], "size_bytes": size,
                 "integrity": integrity}
