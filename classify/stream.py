@@ -172,9 +172,12 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
     def error(err: DumpError) -> None:
         result.errors.append(err)
         if on_error is not None:
-            on_error(err)
+            with tqdm.external_write_mode():  # the error line does not land inside the progress bar
+                on_error(err)
 
-    with TableWriter(output) as writer, tqdm(unit=" rows", desc="predict", disable=quiet, leave=False) as bar:
+    # A progress bar on a terminal only (disable=None), never with quiet.
+    with TableWriter(output) as writer, tqdm(unit=" rows", desc="predict", disable=True if quiet else None,
+                                             leave=False) as bar:
         for dumps, df in predict_stream(model, paths, chunk_size, embedder, error):
             writer.write(df)
             result.dumps += len(dumps)
