@@ -74,7 +74,7 @@ def main() -> None:
             parsed, _ = read_dumps(paths)
             df = predict_dumps(model, parsed, embedder=embedder, quiet=True)
             timings[run] = time.perf_counter() - t
-            embedder._cache._index = None  # the warm run reads the cache back from disk
+            embedder._store.close()  # the warm run reads the cache back from disk (a fresh connection)
 
     print(f"{len(dumps)} dumps, {rows} rows; {len(texts)} distinct texts embedded (articles, related stories, headlines)")
     print(f"bare SentenceTransformer.encode : {len(texts) / bare:8.1f} texts/s  ({bare:.1f} s)")
