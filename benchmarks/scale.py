@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="classify-scale-") as tmp:
         tmp = Path(tmp)
         model = Path(args.model)
-        if not (model / "meta.json").exists():
+        if sizes and not (model / "meta.json").exists():
             print(f"{model} not found: training configs/default.yaml", flush=True)
             model = tmp / "model"
             run_cli(["train", str(ROOT / "configs" / "default.yaml"), "-o", str(model), "-q"], tmp / "train-cache")
@@ -146,14 +146,15 @@ def main() -> None:
             rows = count_rows(out)
             line = (f"N={n:>6} dumps, {rows:>7} rows | single process: {rows / seconds:6.1f} rows/s "
                     f"({seconds:6.0f} s), peak RSS {rss / 2**20:6.0f} MiB")
+            print(line, flush=True)
             if not args.skip_ray:
                 out = tmp / f"ray{n}.parquet"
                 ray_args = ["predict", str(dumps), "-m", str(model), "-o", str(out), "-q", "--engine", "ray",
                             "--chunk-size", str(args.chunk_size)]
                 seconds_ray, _, _ = run_cli(ray_args, tmp / f"cache-ray-{n}")
                 assert count_rows(out) == rows
-                line += f" | ray, {os.cpu_count()} workers: {rows / seconds_ray:6.1f} rows/s ({seconds_ray:6.0f} s)"
-            print(line, flush=True)
+                print(f"N={n:>6} dumps, {rows:>7} rows | ray, {os.cpu_count()} workers: {rows / seconds_ray:6.1f} rows/s "
+                      f"({seconds_ray:6.0f} s)", flush=True)
             results.append((n, rows, rss))
             for path in (dumps, tmp / f"cache-single-{n}", tmp / f"cache-ray-{n}"):
                 subprocess.run(["rm", "-rf", str(path)], check=False)

@@ -68,7 +68,7 @@ def test_ray_engine_gives_the_single_process_rows(tmp_path, tiny_model, fake_emb
     else:
         assert b"".join(f.read_bytes() for f in files) == (tmp_path / "single.jsonl").read_bytes()
     assert not ray.is_initialized()
-    assert set(glob.glob("/tmp/classify-ray-*")) == before  # its temporary folder is removed
+    assert set(glob.glob("/tmp/classify-ray-*")) <= before  # its temporary folder is removed (others' may go)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
