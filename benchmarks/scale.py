@@ -11,7 +11,7 @@ the time to look up 1,000 stored texts (key hashing + batched SELECTs) on one co
 median and best of 9 draws of different texts after a warm-up draw, and the CPU time (steadier on a busy machine).
 
     python benchmarks/scale.py [--model models/default] [--sizes 200,2000] [--lookup-sizes 10000,100000,1000000]
-                               [--skip-ray] [--chunk-size 2000]
+                               [--skip-ray] [--skip-single] [--chunk-size 2000]
 
 Without --model's folder the default config is trained first (about a minute).
 """
@@ -124,6 +124,7 @@ def main() -> None:
                     "empty to skip")
     ap.add_argument("--chunk-size", type=int, default=2000)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-single", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     lookup_sizes = [int(s) for s in args.lookup_sizes.split(",") if s]
@@ -140,22 +141,24 @@ def main() -> None:
         for n in sizes:
             dumps = tmp / f"dumps{n}"
             make_dumps(dumps, n)
-            out = tmp / f"single{n}.parquet"
-            seconds, rss, _ = run_cli(["predict", str(dumps), "-m", str(model), "-o", str(out), "-q",
-                                       "--chunk-size", str(args.chunk_size)], tmp / f"cache-single-{n}")
-            rows = count_rows(out)
-            line = (f"N={n:>6} dumps, {rows:>7} rows | single process: {rows / seconds:6.1f} rows/s "
-                    f"({seconds:6.0f} s), peak RSS {rss / 2**20:6.0f} MiB")
-            print(line, flush=True)
+            rows = None
+            if not args.skip_single:
+                out = tmp / f"single{n}.parquet"
+                seconds, rss, _ = run_cli(["predict", str(dumps), "-m", str(model), "-o", str(out), "-q",
+                                           "--chunk-size", str(args.chunk_size)], tmp / f"cache-single-{n}")
+                rows = count_rows(out)
+                print(f"N={n:>6} dumps, {rows:>7} rows | single process: {rows / seconds:6.1f} rows/s "
+                      f"({seconds:6.0f} s), peak RSS {rss / 2**20:6.0f} MiB", flush=True)
+                results.append((n, rows, rss))
             if not args.skip_ray:
                 out = tmp / f"ray{n}.parquet"
                 ray_args = ["predict", str(dumps), "-m", str(model), "-o", str(out), "-q", "--engine", "ray",
                             "--chunk-size", str(args.chunk_size)]
                 seconds_ray, _, _ = run_cli(ray_args, tmp / f"cache-ray-{n}")
-                assert count_rows(out) == rows
+                assert rows is None or count_rows(out) == rows
+                rows = count_rows(out)
                 print(f"N={n:>6} dumps, {rows:>7} rows | ray, {os.cpu_count()} workers: {rows / seconds_ray:6.1f} rows/s "
                       f"({seconds_ray:6.0f} s)", flush=True)
-            results.append((n, rows, rss))
             for path in (dumps, tmp / f"cache-single-{n}", tmp / f"cache-ray-{n}"):
                 subprocess.run(["rm", "-rf", str(path)], check=False)
         if len(results) > 1:
