@@ -128,7 +128,7 @@ def main() -> None:
             parsed, _ = read_dumps(paths)
             df = predict_dumps(model, parsed, embedder=embedder, quiet=True)
             timings[run] = time.perf_counter() - t
-            embedder._cache._index = None  # the warm run reads the cache back from disk
+            embedder._store.close()  # the warm run reads the cache back from disk (a fresh connection)
 
     print(f"\nbare encode of the {len(texts)} texts (best of {args.rounds}); topics: {len(train_x)} train / "
           f"{len(test_x)} test texts, LogisticRegression(C={model.config.topic.C})")

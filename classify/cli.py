@@ -19,6 +19,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or status messages.")
 MODEL = typer.Option(..., "--model", "-m", help="Trained model directory.")
+ENGINES = ("single", "ray")
+DEFAULT_CHUNK_SIZE = 2000  # classify.stream.DEFAULT_CHUNK_SIZE (not imported here: the CLI starts fast)
+
+cache_app = typer.Typer(no_args_is_help=True, help="The embedding cache: show it or clear it.")
+app.add_typer(cache_app, name="cache")
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache folder; default $CLASSIFY_CACHE or ~/.cache/classify.")
 
 
 def _fail(message: str, code: int) -> None:
@@ -118,21 +124,51 @@ def evaluate_cli(
 def predict_cli(
     paths: List[str] = typer.Argument(..., help="Dump files, folders (searched for *.txt) or - for stdin."),
     model: Path = MODEL,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows to .jsonl, .csv or .parquet."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows to .jsonl, .csv or .parquet "
+                                          "(--engine ray: a folder of .parquet or .jsonl part files)."),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
+                                   help="Texts read, embedded, predicted and written at a time (whole dumps)."),
+    engine: str = typer.Option("single", "--engine", help="single (one process, streaming) or ray (Ray Data)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: join this Ray cluster "
+                                           "(HOST:6379); default: start a local Ray on this machine's cores."),
     quiet: bool = QUIET,
 ):
     """Label the article and related stories of each dump: topic, cluster, stance."""
-    from .output import TABLE_FORMATS, print_table, write_table
+    from .output import TABLE_FORMATS, print_table
     from .pipeline import PREDICTION_COLUMNS
 
-    if output:
-        _check_format(output, TABLE_FORMATS)
-    _, dumps, df, errors = _predict_paths(paths, model, quiet)
-    if output:
-        write_table(df, output)
+    if engine not in ENGINES:
+        _fail(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}", 2)
+    if address and engine != "ray":
+        _fail("--address needs --engine ray", 2)
+    if engine == "ray":
+        from .ray_engine import RAY_FORMATS, predict_ray, require_ray
+
+        require_ray()
+        if not output:
+            _fail("--engine ray writes its rows to a folder: give --output DIR.parquet or DIR.jsonl", 2)
+        _check_format(output, RAY_FORMATS)
+        result = predict_ray(model, paths, output, address=address, chunk_size=chunk_size, quiet=quiet,
+                             on_error=lambda err: typer.echo(f"error: {err}", err=True))
         if not quiet:
-            typer.echo(f"{len(df)} rows from {len(dumps)} dumps written to {output}", err=True)
-    elif len(df):
+            typer.echo(f"{result.rows} rows from {result.dumps} dumps written to {output}/", err=True)
+        if result.errors:
+            raise typer.Exit(1)
+        return
+    if output:
+        from .model import load_model
+        from .stream import predict_to_file
+
+        _check_format(output, TABLE_FORMATS)
+        result = predict_to_file(load_model(model), paths, output, chunk_size=chunk_size, quiet=quiet,
+                                 on_error=lambda err: typer.echo(f"error: {err}", err=True))
+        if not quiet:
+            typer.echo(f"{result.rows} rows from {result.dumps} dumps written to {output}", err=True)
+        if result.errors:
+            raise typer.Exit(1)
+        return
+    _, dumps, df, errors = _predict_paths(paths, model, quiet)
+    if len(df):
         columns = [c for c in PREDICTION_COLUMNS if c not in ("title", "cluster_id")] + ["title"]
         print_table(df, columns[1:] if len(dumps) == 1 else columns, title=dumps[0].path if len(dumps) == 1 else None)
     if errors:
@@ -181,6 +217,39 @@ def report_cli(
         typer.echo(f"report on {len(dumps)} dumps written to {output}", err=True)
     if errors:
         raise typer.Exit(1)
+
+
+def _store(cache_dir: Optional[Path]):
+    from .embed import default_cache_dir
+    from .store import VectorStore, store_path
+
+    return VectorStore(store_path(cache_dir or default_cache_dir()))
+
+
+@cache_app.command("info")
+@handle_errors
+def cache_info_cli(cache_dir: Optional[Path] = CACHE_DIR,
+                   check: bool = typer.Option(True, "--check/--no-check", help="Run PRAGMA quick_check.")):
+    """Path, rows, models, size and integrity of the embedding cache."""
+    info = _store(cache_dir).info(check=check)
+    typer.echo(f"path       {info['path']}{'' if info['exists'] else ' (not created yet)'}")
+    typer.echo(f"rows       {info['rows']}")
+    typer.echo(f"size       {info['size_bytes'] / 2**20:.1f} MiB")
+    for m in info["models"]:
+        typer.echo(f"model      {m['identity']}  dim {m['dim']}  {m['rows']} rows")
+    if check:
+        typer.echo(f"integrity  {info['integrity']}")
+        if info["integrity"] != "ok":
+            _fail(f"{info['path']}: integrity check failed; run `classify cache clear`", 1)
+
+
+@cache_app.command("clear")
+@handle_errors
+def cache_clear_cli(cache_dir: Optional[Path] = CACHE_DIR):
+    """Delete the embedding cache (vectors are computed again when needed)."""
+    store = _store(cache_dir)
+    freed = store.clear()
+    typer.echo(f"removed {store.path} ({freed / 2**20:.1f} MiB)" if freed else f"{store.path}: no cache to remove")
 
 
 def main() -> None:  # pragma: no cover

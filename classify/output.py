@@ -101,8 +101,9 @@ def _text_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    suffix = Path(path).suffix.lower()
+def format_table(df: pd.DataFrame, suffix: str, header: bool = True) -> bytes:
+    """Rows as the bytes of a .jsonl, .csv (``header``: with its header line) or .parquet file: JSON without NaN,
+    CSV cells that a spreadsheet would evaluate escaped, text printable."""
     if suffix == ".jsonl":
         data = "".join(dumps_json(row, ensure_ascii=False) + "\n" for row in df.to_dict(orient="records"))
     elif suffix == ".csv":
@@ -110,14 +111,21 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
         for col in out.columns:
             if not pd.api.types.is_numeric_dtype(out[col]):
                 out[col] = pd.Series([csv_cell(v) for v in out[col]], index=out.index, dtype=object)
-        data = out.to_csv(index=False)
+        data = out.to_csv(index=False, header=header)
     elif suffix == ".parquet":
         buf = io.BytesIO()
         _text_columns(df).to_parquet(buf, index=False)
-        data = buf.getvalue()
+        return buf.getvalue()
     else:
+        raise ClassifyError(f"unknown output format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
+    return data.encode("utf-8")
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
         raise ClassifyError(f"{display_name(path)}: unknown output format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
-    atomic_write(path, data)
+    atomic_write(path, format_table(df, suffix))
 
 
 def write_json(obj, path: str | Path) -> None:

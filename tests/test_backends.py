@@ -1,7 +1,6 @@
 """Encoder backends (classify/backends.py) with the real packaged model: one ONNX export and one small
 static distillation per test session, in a temporary cache (about a minute on 2 cores)."""
 
-import hashlib
 import logging
 import shutil
 
@@ -71,10 +70,14 @@ def test_corrupt_export_is_rebuilt_and_reported(cache, tmp_path, torch_vectors, 
 
 
 def test_cache_keys_carry_the_backend(cache):
-    keys = {b: Embedder(cache_dir=str(cache), backend=b)._key("a text") for b in backends.BACKENDS}
+    from classify.store import make_key
+
+    identities = {b: Embedder(cache_dir=str(cache), backend=b).identity for b in backends.BACKENDS}
+    keys = {b: make_key(identities[b], "a text") for b in backends.BACKENDS}
     assert len(set(keys.values())) == len(backends.BACKENDS)
-    # torch keys are unchanged from earlier versions, so existing caches stay valid
-    assert keys["torch"] == hashlib.sha1("all-MiniLM-L6-v2\0a text".encode()).hexdigest()
+    # the torch identity is the model's own (name + weights version), so torch vectors stay shared with earlier runs
+    assert identities["torch"] == Embedder(cache_dir=str(cache)).identity
+    assert all(identities[b].startswith(identities["torch"]) for b in backends.BACKENDS)
 
 
 def test_backends_never_share_cached_vectors(cache):

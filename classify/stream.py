@@ -1,0 +1,186 @@
+"""Streaming predict: read, embed, predict and write dumps chunk by chunk, so memory stays flat as input grows.
+
+Chunks are cut at dump boundaries (a chunk holds whole dumps, up to ``chunk_size`` texts; a larger dump is a
+chunk of its own). Every row depends only on its own dump (see ``pipeline.predict_dumps``), so the rows written
+are the same, in the same order, as those of one in-memory ``predict_dumps`` over all dumps.
+
+Writers append each chunk as it is ready to a temporary file in the target folder, renamed over the target when
+the run ends and removed on any error: JSONL and CSV rows as ``output.write_table`` formats them, Parquet one row
+group per chunk with the fixed typed schema :data:`ARROW_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+import pyarrow as pa
+
+from .dumps import Dump, decode, iter_dump_files, parse_dump
+from .errors import ClassifyError, DumpError
+from .output import TABLE_FORMATS, format_table
+
+DEFAULT_CHUNK_SIZE = 2000
+
+ARROW_SCHEMA = pa.schema([
+    ("dump", pa.string()), ("item", pa.int64()), ("kind", pa.string()), ("title", pa.string()),
+    ("topic", pa.string()), ("topic_score", pa.float64()), ("cluster", pa.string()), ("cluster_id", pa.int64()),
+    ("stance", pa.string()), ("stance_score", pa.float64()),
+])
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """Prediction rows as an Arrow table of the fixed schema (nulls where a component is absent)."""
+    columns = {}
+    for f in ARROW_SCHEMA:
+        values = df[f.name].astype(object).where(df[f.name].notna(), None).tolist()
+        columns[f.name] = pa.array(values, type=f.type)
+    return pa.table(columns, schema=ARROW_SCHEMA)
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """Rows of :data:`ARROW_SCHEMA` back as ``predict_dumps`` builds them (object columns, None; floats, NaN)."""
+    columns = {}
+    for f in ARROW_SCHEMA:
+        values = table.column(f.name).to_pylist()
+        if pa.types.is_floating(f.type):
+            columns[f.name] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
+        elif pa.types.is_integer(f.type) and None not in values:
+            columns[f.name] = pd.Series(values, dtype="int64")
+        else:
+            columns[f.name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)
+
+
+def iter_dumps(paths: Iterable[str], on_error: Callable[[DumpError], None] | None = None) -> Iterator[Dump]:
+    """Parse the inputs one file at a time; a bad file goes to ``on_error`` and the rest go on."""
+    for name, raw in iter_dump_files(paths):
+        try:
+            if isinstance(raw, DumpError):
+                raise raw
+            dump = parse_dump(decode(raw, name), name)
+        except DumpError as err:
+            if on_error is not None:
+                on_error(err)
+            continue
+        yield dump
+
+
+def chunk_dumps(dumps: Iterable[Dump], chunk_size: int) -> Iterator[list[Dump]]:
+    """Whole dumps, in order, grouped so a chunk holds at most ``chunk_size`` texts (a bigger dump alone)."""
+    if chunk_size < 1:
+        raise ClassifyError(f"--chunk-size {chunk_size}: expected a positive number of texts")
+    chunk: list[Dump] = []
+    texts = 0
+    for dump in dumps:
+        n = 1 + len(dump.related)
+        if chunk and texts + n > chunk_size:
+            yield chunk
+            chunk, texts = [], 0
+        chunk.append(dump)
+        texts += n
+    if chunk:
+        yield chunk
+
+
+def predict_stream(model, paths: Iterable[str], chunk_size: int = DEFAULT_CHUNK_SIZE, embedder=None,
+                   on_error: Callable[[DumpError], None] | None = None) -> Iterator[tuple[list[Dump], pd.DataFrame]]:
+    """(dumps, prediction rows) per chunk; one embedder (and model load) serves every chunk."""
+    from . import pipeline
+
+    embedder = embedder or pipeline.make_embedder(model.config, quiet=True)
+    for chunk in chunk_dumps(iter_dumps(paths, on_error), chunk_size):
+        yield chunk, pipeline.predict_dumps(model, chunk, embedder=embedder, quiet=True)
+
+
+@contextmanager
+def _atomic_file(path: Path, mode: str):
+    """A temporary file beside ``path``, renamed to it when the block ends normally, removed otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TableWriter:
+    """Append prediction chunks to ``path`` (.jsonl, .csv or .parquet) atomically: use as a context manager."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in TABLE_FORMATS:
+            raise ClassifyError(f"{path}: unknown output format {self.suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
+        self.rows = 0
+        self._fh = None
+        self._parquet = None
+
+    def __enter__(self) -> "TableWriter":
+        self._ctx = _atomic_file(self.path, "wb")
+        self._fh = self._ctx.__enter__()
+        if self.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(self._fh, ARROW_SCHEMA)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        if self._parquet is not None:
+            self._parquet.write_table(to_arrow(df))  # one row group per chunk
+        else:
+            self._fh.write(format_table(df, self.suffix, header=self.rows == 0))
+        self.rows += len(df)
+
+    def __exit__(self, kind, value, tb):
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            elif kind is None and self.suffix == ".csv" and self.rows == 0:  # no rows: the header alone
+                self._fh.write(format_table(pd.DataFrame(columns=ARROW_SCHEMA.names), ".csv"))
+        except BaseException as err:
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
+        return self._ctx.__exit__(kind, value, tb)
+
+
+@dataclass
+class StreamResult:
+    rows: int = 0
+    dumps: int = 0
+    errors: list[DumpError] = field(default_factory=list)
+
+
+def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                    embedder=None, quiet: bool = False,
+                    on_error: Callable[[DumpError], None] | None = None) -> StreamResult:
+    """Predict ``paths`` chunk by chunk into ``output``; bad files go to ``on_error`` (and the result's errors)."""
+    from tqdm.auto import tqdm
+
+    result = StreamResult()
+
+    def error(err: DumpError) -> None:
+        result.errors.append(err)
+        if on_error is not None:
+            with tqdm.external_write_mode():  # the error line does not land inside the progress bar
+                on_error(err)
+
+    # A progress bar on a terminal only (disable=None), never with quiet.
+    with TableWriter(output) as writer, tqdm(unit=" rows", desc="predict", disable=True if quiet else None,
+                                             leave=False) as bar:
+        for dumps, df in predict_stream(model, paths, chunk_size, embedder, error):
+            writer.write(df)
+            result.dumps += len(dumps)
+            bar.update(len(df))
+        result.rows = writer.rows
+    return result
