@@ -14,6 +14,7 @@ Layout of a model directory::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -91,9 +92,6 @@ def save_model(model: Model, directory: str | Path) -> Path:
                                               ("clusters", model.clusterer),
                                               ("cross_encoder", getattr(model.stance, "cross_encoder_", None)))
                       if part is not None]
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
-                "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions()}
-        (tmp / "meta.json").write_text(dumps_json(meta, indent=2))
         (tmp / "config.json").write_text(model.config.model_dump_json(indent=2))
         if model.topic is not None:
             sio.dump(model.topic, tmp / "topic.skops")
@@ -105,6 +103,10 @@ def save_model(model: Model, directory: str | Path) -> Path:
             _save_clusters(model, tmp)
         if "cross_encoder" in components:
             model.stance.cross_encoder_.save(tmp)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "components": components,
+                "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions(),
+                "files": {f.name: _file_entry(f) for f in sorted(tmp.iterdir())}}
+        (tmp / "meta.json").write_text(dumps_json(meta, indent=2))  # last: a folder without it is no model
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -183,8 +185,42 @@ def _check_clusters(folder: Path, info, arrays: dict) -> None:
         raise bad(f"cluster ids {sorted(unknown)[:5]} not in clusters.json")
 
 
+def _file_entry(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _check_manifest(directory: Path, meta: dict) -> None:
+    """Every file the model was saved with is there with its size and SHA-256 (flipped bytes, a truncated copy or
+    a file swapped in from another model are refused before anything is loaded)."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ModelError(f"{directory}: meta.json lists no files (saved by an older classify); retrain the model")
+    for name, entry in files.items():
+        path = directory / str(name)
+        if not path.is_file():
+            raise ModelError(f"{directory}: not a complete classify model, missing {name}; retrain it")
+        if not isinstance(entry, dict) or path.stat().st_size != entry.get("bytes") or \
+                _file_entry(path)["sha256"] != entry.get("sha256"):
+            raise ModelError(f"{directory}: {name} differs from the file the model was saved with "
+                             "(checksum mismatch); restore it or retrain the model")
+
+
+MAX_SKOPS_BYTES = 512 * 2**20  # unpacked size allowed for one estimator file (a decompression bomb is refused)
+
+
 def _load_skops(path: Path):
     try:
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+        if unpacked > MAX_SKOPS_BYTES:
+            raise ModelError(f"{path}: unpacks to {unpacked / 2**20:.0f} MiB, more than the "
+                             f"{MAX_SKOPS_BYTES // 2**20} MiB an estimator file may hold; refusing to load it")
         untrusted = sio.get_untrusted_types(file=path)
         unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
         if unknown:
@@ -209,6 +245,7 @@ def load_model(directory: str | Path) -> Model:
             raise ModelError(f"{directory}: not a classify model of format version {FORMAT_VERSION} "
                              f"(found {meta.get('format')!r} version {meta.get('format_version')!r})")
         components = meta.get("components", [])
+        _check_manifest(directory, meta)
         if "stance" in components and meta.get("stance_features_version") != STANCE_FEATURES_VERSION:
             raise ModelError(f"{directory}: its stance classifier was trained on stance features version "
                              f"{meta.get('stance_features_version')}, this classify computes version "

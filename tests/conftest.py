@@ -119,3 +119,13 @@ def model_dir(tmp_path, tiny_model, monkeypatch, fake_embedder):
 
     monkeypatch.setattr(classify.pipeline, "make_embedder", lambda config, quiet=False: fake_embedder)
     return save_model(tiny_model, tmp_path / "model")
+
+
+def reseal(model_dir: Path) -> None:
+    """Rewrite meta.json's file manifest after a test tampered with a model file on purpose, so the load reaches the
+    deeper consistency checks (as a model saved by a buggy or hostile writer would)."""
+    from classify.model import _file_entry
+
+    meta = json.loads((model_dir / "meta.json").read_text())
+    meta["files"] = {f.name: _file_entry(f) for f in sorted(model_dir.iterdir()) if f.name != "meta.json"}
+    (model_dir / "meta.json").write_text(json.dumps(meta))

@@ -24,7 +24,7 @@ from classify.cli import app
 from classify.config import MAX_YAML_ALIASES, load_config
 from classify.dumps import MAX_DUMP_BYTES, MAX_TEXT_CHARS, DumpError, decode, parse_dump, read_dumps
 from classify.errors import ConfigError
-from conftest import ROOT
+from conftest import ROOT, reseal
 from test_dumps import SAMPLE
 
 runner = CliRunner()
@@ -474,11 +474,38 @@ def _predict_error(tmp_path, model_dir):
 def test_inconsistent_clusters_json(tmp_path, model_dir):
     info = json.loads((model_dir / "clusters.json").read_text())
     (model_dir / "clusters.json").write_text(json.dumps({**info, "names": info["names"][:-1]}))
+    assert "clusters.json differs from the file the model was saved with" in _predict_error(tmp_path, model_dir)
+    reseal(model_dir)
     assert "inconsistent clusters.json" in _predict_error(tmp_path, model_dir)
     (model_dir / "clusters.json").write_text(json.dumps({**info, "ids": [i + 100 for i in info["ids"]]}))
+    reseal(model_dir)
     assert "not in clusters.json" in _predict_error(tmp_path, model_dir)
     (model_dir / "clusters.json").write_text("[]")
+    reseal(model_dir)
     assert "inconsistent" in _predict_error(tmp_path, model_dir)
+
+
+def test_flipped_byte_in_reference_arrays_is_refused(tmp_path, model_dir):
+    path = model_dir / "reference.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # one bit of one float: predictions would change silently
+    path.write_bytes(bytes(data))
+    assert "reference.safetensors differs from the file the model was saved with" in _predict_error(tmp_path, model_dir)
+
+
+def test_skops_decompression_bomb_is_refused(tmp_path, model_dir, monkeypatch):
+    import zipfile
+
+    import classify.model
+
+    monkeypatch.setattr(classify.model, "MAX_SKOPS_BYTES", 2**20)  # the real limit is 512 MiB: same code path
+    path = model_dir / "topic.skops"
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("padding.bin", b"\0" * (4 * 2**20))  # 4 MiB of zeros packs to a few KiB
+    assert path.stat().st_size < 2**20
+    reseal(model_dir)
+    err = _predict_error(tmp_path, model_dir)
+    assert "topic.skops: unpacks to" in err and "refusing to load it" in err
 
 
 @pytest.mark.parametrize("change", ["nan", "shape", "coords", "labels"])

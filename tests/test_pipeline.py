@@ -6,6 +6,7 @@ import pytest
 from classify.dumps import parse_dump
 from classify.errors import ModelError
 from classify.model import load_model, save_model
+from conftest import reseal
 from classify.pipeline import PREDICTION_COLUMNS, evaluate, predict_dumps, train
 from classify.data import load_corpus
 from test_dumps import SAMPLE
@@ -75,6 +76,9 @@ def test_model_directory_errors(tmp_path, tiny_model):
         load_model(d)
     d = save_model(tiny_model, tmp_path / "m")
     (d / "topic.skops").write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="topic.skops differs from the file the model was saved with"):
+        load_model(d)
+    reseal(d)  # a damaged file saved as such still ends in one line
     with pytest.raises(ModelError, match="topic.skops: corrupt"):
         load_model(d)
     d = save_model(tiny_model, tmp_path / "m")
