@@ -61,6 +61,10 @@ def _check_model_output(output: Path) -> None:
                           "choose a new or empty directory")
 
 
+def _echo_error(err) -> None:
+    typer.echo(f"error: {one_line(str(err), limit=1000)}", err=True)
+
+
 def _predict_paths(paths: list[str], model: Path, quiet: bool):
     """Load the model, parse the dumps (reporting bad ones, one line each) and predict them."""
     from .dumps import read_dumps
@@ -73,7 +77,7 @@ def _predict_paths(paths: list[str], model: Path, quiet: bool):
         if dump.warning:
             typer.echo(f"warning: {one_line(dump.warning, limit=1000)}", err=True)
     for err in errors:
-        typer.echo(f"error: {one_line(str(err), limit=1000)}", err=True)
+        _echo_error(err)
     return loaded, dumps, predict_dumps(loaded, dumps, quiet=quiet), errors
 
 
@@ -149,7 +153,7 @@ def predict_cli(
             _fail("--engine ray writes its rows to a folder: give --output DIR.parquet or DIR.jsonl", 2)
         _check_format(output, RAY_FORMATS)
         result = predict_ray(model, paths, output, address=address, chunk_size=chunk_size, quiet=quiet,
-                             on_error=lambda err: typer.echo(f"error: {err}", err=True))
+                             on_error=_echo_error)
         if not quiet:
             typer.echo(f"{result.rows} rows from {result.dumps} dumps written to {output}/", err=True)
         if result.errors:
@@ -161,7 +165,7 @@ def predict_cli(
 
         _check_format(output, TABLE_FORMATS)
         result = predict_to_file(load_model(model), paths, output, chunk_size=chunk_size, quiet=quiet,
-                                 on_error=lambda err: typer.echo(f"error: {one_line(str(err), limit=1000)}", err=True),
+                                 on_error=_echo_error,
                                  on_warning=lambda w: typer.echo(f"warning: {one_line(w, limit=1000)}", err=True))
         if not quiet:
             typer.echo(f"{result.rows} rows from {result.dumps} dumps written to {output}", err=True)

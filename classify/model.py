@@ -30,7 +30,7 @@ from .config import Config
 from .crossencoder import CrossEncoder
 from .stance import FEATURES_VERSION as STANCE_FEATURES_VERSION, StanceModel
 from .errors import ModelError, OutputError
-from .output import dumps_json
+from .output import dumps_json, replace_dir
 
 FORMAT = "classify-model"
 FORMAT_VERSION = 2  # 2: stance.json (one StanceModel owns features, cross-encoder, mixing, calibration)
@@ -107,14 +107,7 @@ def save_model(model: Model, directory: str | Path) -> Path:
                 "stance_features_version": STANCE_FEATURES_VERSION, **model.meta, "versions": library_versions(),
                 "files": {f.name: _file_entry(f) for f in sorted(tmp.iterdir())}}
         (tmp / "meta.json").write_text(dumps_json(meta, indent=2))  # last: a folder without it is no model
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

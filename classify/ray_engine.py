@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 
 from .dumps import Dump, Related
 from .errors import ClassifyError, DumpError
+from .output import replace_dir
 from .stream import DEFAULT_CHUNK_SIZE, StreamResult
 
 RAY_FORMATS = (".parquet", ".jsonl")
@@ -227,14 +228,7 @@ def predict_ray(model_dir: str | Path, paths: Iterable[str], output: str | Path,
             error(DumpError(message))
         result.dumps = len(items) - len(worker_errors)
         result.rows = _count_rows(tmp_out, suffix)
-        if output.exists():
-            old = output.with_name(f".{output.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output.rename(old)
-            tmp_out.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp_out.rename(output)
+        replace_dir(tmp_out, output)
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)
         raise
