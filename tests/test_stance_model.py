@@ -148,3 +148,22 @@ def test_weight_auto_is_chosen_on_validation_pairs(monkeypatch):
     assert m.weight_ == 1.0
     assert m.validation_["weights_tried"]["1.0"] == 1.0
     assert (m.predict(heads, bodies, noise) == y).all()
+
+
+def test_hard_negatives_pick_the_closest_stories_of_other_events_only():
+    from classify.data import StancePair
+    from classify.pipeline import hard_negatives
+
+    vec = {"H1": [1, 0, 0], "H2": [0, 1, 0], "a": [0.9, 0.1, 0], "b": [0.8, 0.2, 0], "c": [0.1, 0.9, 0],
+           "d": [0.95, 0.05, 0], "x": [0.99, 0, 0.01]}
+    embed = lambda ts: np.array([vec[t] for t in ts], dtype=float)  # noqa: E731
+    pairs = [StancePair("H1", "a", "agree", "e1", "s", "e1"), StancePair("H1", "x", "unrelated", "e1", "s", ""),
+             StancePair("H2", "c", "agree", "e2", "s", "e2"), StancePair("H2", "b", "discuss", "e2", "s", "e2"),
+             StancePair("H2", "d", "unrelated", "e2", "s", "e3")]
+    out = hard_negatives(pairs, embed, 1, "unrelated")
+    by_head = {p.headline: p for p in out}
+    # H1: "a" is its own event, "x" has no known event, so the closest other-event story is "d" (event e3)
+    assert by_head["H1"].body == "d" and by_head["H1"].label == "unrelated" and by_head["H1"].group == "e1"
+    # H2: "c" and "b" are its own event and "d" is already paired with it: "a" (e1) is the closest left
+    assert by_head["H2"].body == "a" and by_head["H2"].body_event == "e1"
+    assert len(hard_negatives(pairs, embed, 2, "unrelated")) == 3  # H1 gets d and b (event e2); H2 only a
