@@ -165,6 +165,9 @@ class StanceConfig(_Strict):
     hard_negatives: int = Field(0, ge=0)
     """Pair every training headline with its k most similar stories of *other* events (embedding cosine),
     labelled unrelated: the way a site's recommender fills a real page with close but different stories."""
+    hard_negative_max_similarity: float | None = Field(0.62, ge=-1.0, le=1.0)
+    """Never draw a hard negative closer to the headline than this cosine (null: no limit). Above it, stories of
+    two event ids are often the same event written up twice, so `unrelated` would be a wrong label."""
     term_weights: bool = True
     """Add TF-IDF (fitted on the training pairs) cosines and the rarest shared word's IDF to the features."""
     embedding_features: bool = True

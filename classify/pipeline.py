@@ -84,10 +84,13 @@ def memoised(embed, texts: list[str]):
     return lambda ts: np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
 
 
-def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str) -> list[StancePair]:
+def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str,
+                   max_similarity: float | None = None) -> list[StancePair]:
     """For every headline, the ``k`` stories most similar to it (cosine of the embeddings) among stories of a
-    known, different event, as ``unrelated`` pairs. Stories of an unknown event and stories already paired with
-    the headline are never drawn. Deterministic: ties go to the earlier story."""
+    known, different event, as ``unrelated`` pairs. Stories of an unknown event, stories already paired with
+    the headline and, with ``max_similarity``, stories closer to it than that cosine (at that closeness two
+    writers' "different" events are often one event under two ids: a wrong `unrelated` label) are never drawn.
+    Deterministic: ties go to the earlier story."""
     heads = list(dict.fromkeys(p.headline for p in pairs))
     group = {p.headline: p.group or p.headline for p in pairs}
     source = {p.headline: p.source for p in pairs}
@@ -104,7 +107,8 @@ def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str) -> li
     out = []
     for i, h in enumerate(heads):
         order = np.argsort(-sims[i], kind="stable")
-        picked = [j for j in order if events[j] != group[h] and (h, bodies[j]) not in paired][:k]
+        picked = [j for j in order if events[j] != group[h] and (h, bodies[j]) not in paired
+                  and (max_similarity is None or sims[i, j] <= max_similarity)][:k]
         out += [StancePair(h, bodies[j], unrelated, group[h], source[h], events[j]) for j in picked]
     return out
 
@@ -146,7 +150,8 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
     if corpus.pairs and config.stance.enabled:
         pairs = corpus.pairs
         if config.stance.hard_negatives and config.labels.unrelated:
-            extra = hard_negatives(pairs, embedder.encode, config.stance.hard_negatives, config.labels.unrelated)
+            extra = hard_negatives(pairs, embedder.encode, config.stance.hard_negatives, config.labels.unrelated,
+                                   config.stance.hard_negative_max_similarity)
             log(f"hard negatives: {len(extra)} unrelated pairs of similar stories of other events", quiet)
             pairs = pairs + extra
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]

@@ -167,3 +167,18 @@ def test_hard_negatives_pick_the_closest_stories_of_other_events_only():
     # H2: "c" and "b" are its own event and "d" is already paired with it: "a" (e1) is the closest left
     assert by_head["H2"].body == "a" and by_head["H2"].body_event == "e1"
     assert len(hard_negatives(pairs, embed, 2, "unrelated")) == 3  # H1 gets d and b (event e2); H2 only a
+    # a cap on the cosine skips stories that close (likely the same event under another id): H1 then gets "b"
+    capped = {p.headline: p.body for p in hard_negatives(pairs, embed, 1, "unrelated", max_similarity=0.9)}
+    assert capped == {"H1": "b", "H2": "a"}
+    low = hard_negatives(pairs, embed, 1, "unrelated", max_similarity=0.5)
+    assert {(p.headline, p.body) for p in low} == {("H1", "c"), ("H2", "a")}  # only the far stories are left
+
+
+def test_hard_negative_cap_is_a_config_key():
+    from classify.config import validate_config
+
+    data = {"train": [{"type": "topics_jsonl", "path": "x.jsonl"}]}
+    cfg = validate_config({"data": data, "stance": {"hard_negatives": 2, "hard_negative_max_similarity": 0.5}},
+                          check_files=False)
+    assert cfg.stance.hard_negative_max_similarity == 0.5
+    assert validate_config({"data": data}, check_files=False).stance.hard_negative_max_similarity == 0.62
