@@ -7,9 +7,13 @@ from pathlib import Path
 
 from .config import Dumps, StanceJsonl, TopicsJsonl, load_config
 from .data import Corpus, load_corpus
-from .errors import DataError
+from .errors import DataError, one_line
 from .model import load_model
 from .pipeline import evaluate
+
+
+TOP_GROUPS = 5
+"""Groups (headlines / targets) listed in the text summary, largest first; the JSON report holds them all."""
 
 
 def sources_for(data: Path | None, model) -> list:
@@ -60,6 +64,8 @@ def format_report(report: dict) -> str:
         if "fnc_score" in r:
             f = r["fnc_score"]
             head += f"  FNC score {100 * f['relative']:.1f}% ({f['raw']:.2f} / {f['max']:.2f})"
+        if "f_avg" in r:
+            head += f"  F_avg {r['f_avg']:.3f}"
         lines.append(head)
         extra = []
         if "related_accuracy" in r:
@@ -74,6 +80,14 @@ def format_report(report: dict) -> str:
         for name, b in r.get("by_source", {}).items():
             more = f"  related/unrelated {b['related_accuracy']:.3f}" if "related_accuracy" in b else ""
             lines.append(f"    {name}: {b['n']} pairs, accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}{more}")
+        groups = r.get("per_group") or []
+        if len(groups) > 1:
+            top = groups[:TOP_GROUPS]
+            lines.append(f"  largest {len(top)} of {len(groups)} groups (headline / target):")
+            for g in top:
+                fa = f", F_avg {g['f_avg']:.3f}" if "f_avg" in g else ""
+                lines.append(f"    {one_line(str(g['group']), 60)}: {g['n']} pairs, accuracy {g['accuracy']:.3f}, "
+                             f"macro-F1 {g['macro_f1']:.3f}{fa}")
         labels = r["confusion"]["labels"]
         lines.append("          " + "  ".join(f"{k:>13s}" for k in ("precision", "recall", "F1", "support")))
         for k in labels:
