@@ -110,6 +110,28 @@ def train_cli(
         f"{t['seconds']} s)", quiet)
 
 
+@app.command("tune")
+@handle_errors
+def tune_cli(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/default.yaml."),
+    grid: List[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... (repeatable): the values to try for a dotted "
+                                   "config key, e.g. --grid stance.classifier.C=0.5,1,2."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Grouped cross-validation folds over data.train."),
+    output: Path = typer.Option(Path("tuned.yaml"), "--output", "-o", help="Write the best resolved config here."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key for every setting."),
+    quiet: bool = QUIET,
+):
+    """Cross-validate a grid of config settings on data.train; write the best config as YAML."""
+    from .tune import format_tune, parse_grid, tune, write_config
+
+    _check_format(output, (".yaml", ".yml"))
+    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet)
+    typer.echo(format_tune(result))
+    write_config(result, output)
+    if not quiet:
+        typer.echo(f"best config written to {output}", err=True)
+
+
 @app.command("evaluate")
 @handle_errors
 def evaluate_cli(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import Dumps, StanceJsonl, TopicsJsonl, load_config
+from .config import Dumps, StanceJsonl, Table, TopicsJsonl, load_config
 from .data import Corpus, load_corpus
-from .errors import DataError, one_line
+from .errors import DataError, display_name, one_line
 from .model import load_model
 from .pipeline import evaluate
 
@@ -33,7 +33,8 @@ def sources_for(data: Path | None, model) -> list:
         if not labels.is_file():
             raise DataError(f"--data {data}: a dumps folder needs a labels.json beside the dumps")
         return [Dumps(type="dumps", path=str(data), labels=str(labels))]
-    if data.suffix == ".jsonl":
+    suffix = data.suffix.lower()
+    if suffix == ".jsonl":
         with open(data, encoding="utf-8", errors="replace") as fh:  # a sniff: the loader reports bad bytes
             first = next((line for line in fh if line.strip()), "{}")
         try:
@@ -42,13 +43,25 @@ def sources_for(data: Path | None, model) -> list:
             raise DataError(f"--data {data}:1: invalid JSON") from None
         if isinstance(row, dict) and "headline" in row and "stories" in row:
             return [StanceJsonl(type="stance_jsonl", path=str(data))]
-        return [TopicsJsonl(type="topics_jsonl", path=str(data))]
-    raise DataError(f"--data {data}: expected a config .yaml, a .jsonl file or a dumps folder")
+        if isinstance(row, dict) and "title" in row and not {"text", "headline", "target"} & set(row):
+            return [TopicsJsonl(type="topics_jsonl", path=str(data))]
+        return [Table(type="table", path=str(data))]
+    if suffix in (".csv", ".parquet"):
+        return [Table(type="table", path=str(data))]
+    raise DataError(f"--data {data}: expected a config .yaml, a .jsonl / .csv / .parquet table or a dumps folder")
 
 
 def evaluate_model(model_dir: Path, data: Path | None = None, quiet: bool = False) -> dict:
     model = load_model(model_dir)
     corpus: Corpus = load_corpus(sources_for(data, model), model.config)
+    scorable = (corpus.pairs and model.stance is not None) or \
+        (corpus.texts and (model.topic is not None or model.clusterer is not None))
+    if not scorable:
+        where = display_name(data) if data else "data.test"
+        if not corpus.pairs and not corpus.texts:
+            raise DataError(f"{where}: no labelled examples to score")
+        what = "stance pairs" if corpus.pairs else "topic texts"
+        raise DataError(f"{where}: holds {what}, and the model has no component that scores them")
     report = evaluate(model, corpus, quiet=quiet)
     report["model"] = str(model_dir)
     return report
