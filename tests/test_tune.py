@@ -220,3 +220,12 @@ def test_result_as_json(tmp_path, fnc_config, fake):
     result = tune(fnc_config, parse_grid(["topic.C=1"]), folds=2, overrides=["stance.enabled=false"], quiet=True)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["score"] == "topic_macro_f1" and data["settings"][0]["values"] == {"topic.C": 1}
+
+
+def test_a_fold_too_small_to_calibrate_is_one_line(tmp_path, fnc_config, fake):
+    """Four headlines, two folds: the stance validation split of a fold's two headlines leaves a label out."""
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "stance.calibrate=true", "--folds", "2", "-q",
+                                 "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "fold 1/2" in lines[0] and "stance.validation_size" in lines[0], lines
