@@ -95,14 +95,17 @@ def has_favor_against(labels) -> bool:
 def per_group_report(gold, pred, groups, favor_against: bool = False) -> list[dict]:
     """Scores per group (a headline / target): ``n``, ``accuracy``, ``macro_f1`` over the labels that occur in the
     group (gold or predicted), and ``f_avg`` when ``favor_against``; largest groups first (ties by first appearance)."""
-    gold, pred, groups = np.asarray(gold), np.asarray(pred), np.asarray(groups, dtype=object)
-    order = list(dict.fromkeys(groups.tolist()))
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    members: dict = {}
+    for i, name in enumerate(groups):  # one pass, not one scan of all pairs per group
+        members.setdefault(name, []).append(i)
+    order = list(members)
     rows = []
     for name in order:
-        m = groups == name
+        m = np.asarray(members[name])
         g, p = gold[m], pred[m]
         labels = sorted(set(g.tolist()) | set(p.tolist()))
-        row = {"group": name, "n": int(m.sum()), "accuracy": float(np.mean(g == p)),
+        row = {"group": name, "n": int(len(m)), "accuracy": float(np.mean(g == p)),
                "macro_f1": float(f1_score(g, p, labels=labels, average="macro", zero_division=0))}
         if favor_against:
             row["f_avg"] = f_avg(g, p)

@@ -311,7 +311,10 @@ def iter_table(path: str, kind: str = "auto", on_error: Callable[[DumpError], No
     ``on_error`` (raised when it is None). ``check(layout, name)`` may refuse the file before any row is read."""
     name = display_name(path)
     try:
-        layout = layout_of(table_columns(path, name), kind, name)
+        columns = table_columns(path, name)
+        if not columns:
+            raise DumpError(f"{name}: empty table (no columns), expected texts or pairs")
+        layout = layout_of(columns, kind, name)
         if check is not None:
             check(layout, name)
         for rowno, record in _records(path, name):

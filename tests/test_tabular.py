@@ -224,6 +224,9 @@ def test_usage_errors_are_one_line(tmp_path, model_dir):
     bad = write_table(tmp_path / "bad.csv", [{"headline_x": "a", "body": "b"}])
     code, _, err = run("predict", bad, "--model", model_dir, "-o", tmp_path / "o.csv")
     assert code == 1 and "bad.csv: no 'text' (or 'title' + 'snippet') column" in err
+    (tmp_path / "empty.jsonl").write_text("\n")
+    code, _, err = run("predict", tmp_path / "empty.jsonl", "--model", model_dir, "-o", tmp_path / "o.csv")
+    assert code == 1 and "empty.jsonl: empty table" in err
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     code, _, err = run("predict", tmp_path / "junk.parquet", "--model", model_dir, "-o", tmp_path / "o.csv")
     assert code == 1 and "junk.parquet: not a Parquet file" in err and "Traceback" not in err
