@@ -6,6 +6,7 @@ non-zero exit, no traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import List, Optional
@@ -25,6 +26,12 @@ DEFAULT_CHUNK_SIZE = 2000  # classify.stream.DEFAULT_CHUNK_SIZE (not imported he
 cache_app = typer.Typer(no_args_is_help=True, help="The embedding cache: show it or clear it.")
 app.add_typer(cache_app, name="cache")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache folder; default $CLASSIFY_CACHE or ~/.cache/classify.")
+
+
+class InputFormat(str, Enum):
+    dumps = "dumps"
+    texts = "texts"
+    pairs = "pairs"
 
 
 def _fail(message: str, code: int) -> None:
@@ -103,6 +110,28 @@ def train_cli(
         f"{t['seconds']} s)", quiet)
 
 
+@app.command("tune")
+@handle_errors
+def tune_cli(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/default.yaml."),
+    grid: List[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... (repeatable): the values to try for a dotted "
+                                   "config key, e.g. --grid stance.classifier.C=0.5,1,2."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Grouped cross-validation folds over data.train."),
+    output: Path = typer.Option(Path("tuned.yaml"), "--output", "-o", help="Write the best resolved config here."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key for every setting."),
+    quiet: bool = QUIET,
+):
+    """Cross-validate a grid of config settings on data.train; write the best config as YAML."""
+    from .tune import format_tune, parse_grid, tune, write_config
+
+    _check_format(output, (".yaml", ".yml"))
+    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet)
+    typer.echo(format_tune(result))
+    write_config(result, output)
+    if not quiet:
+        typer.echo(f"best config written to {output}", err=True)
+
+
 @app.command("evaluate")
 @handle_errors
 def evaluate_cli(
@@ -126,25 +155,38 @@ def evaluate_cli(
 @app.command("predict")
 @handle_errors
 def predict_cli(
-    paths: List[str] = typer.Argument(..., help="Dump files, folders (searched for *.txt) or - for stdin."),
+    paths: List[str] = typer.Argument(..., help="Dump files, folders (searched for *.txt) or - for stdin; or "
+                                      ".jsonl / .csv / .parquet tables of texts or (headline, text) pairs."),
     model: Path = MODEL,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write rows to .jsonl, .csv or .parquet "
                                           "(--engine ray: a folder of .parquet or .jsonl part files)."),
+    input_format: Optional[InputFormat] = typer.Option(
+        None, "--input-format", help="dumps, texts or pairs; default: tables for .jsonl/.csv/.parquet files (texts "
+        "or pairs told by their columns), dumps for everything else."),
     chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1,
-                                   help="Texts read, embedded, predicted and written at a time (whole dumps)."),
+                                   help="Texts read, embedded, predicted and written at a time (whole dumps; "
+                                        "table rows)."),
     engine: str = typer.Option("single", "--engine", help="single (one process, streaming) or ray (Ray Data)."),
     address: Optional[str] = typer.Option(None, "--address", help="--engine ray: join this Ray cluster "
                                            "(HOST:6379); default: start a local Ray on this machine's cores."),
     quiet: bool = QUIET,
 ):
-    """Label the article and related stories of each dump: topic, cluster, stance."""
+    """Label the article and related stories of each dump (or each row of a table): topic, cluster, stance."""
     from .output import TABLE_FORMATS, print_table
     from .pipeline import PREDICTION_COLUMNS
+    from .tabular import choose_input
 
     if engine not in ENGINES:
         _fail(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}", 2)
     if address and engine != "ray":
         _fail("--address needs --engine ray", 2)
+    table_kind = choose_input(paths, input_format.value if input_format else None)
+    if table_kind is not None and engine == "ray":
+        _fail("--engine ray reads dumps only; predict .jsonl / .csv / .parquet tables with --engine single "
+              "(it streams with --chunk-size)", 2)
+    if table_kind is not None:
+        _predict_tables(paths, model, output, table_kind, chunk_size, quiet)
+        return
     if engine == "ray":
         from .ray_engine import RAY_FORMATS, predict_ray, require_ray
 
@@ -176,6 +218,38 @@ def predict_cli(
     if len(df):
         columns = [c for c in PREDICTION_COLUMNS if c not in ("title", "cluster_id")] + ["title"]
         print_table(df, columns[1:] if len(dumps) == 1 else columns, title=dumps[0].path if len(dumps) == 1 else None)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _predict_tables(paths: list[str], model: Path, output: Optional[Path], kind: str, chunk_size: int,
+                    quiet: bool) -> None:
+    """``predict`` on tables: streamed into ``output``, or a table on the terminal; exit 1 if a row or file failed."""
+    from .model import load_model
+    from .output import TABLE_FORMATS, print_table
+
+    if output:
+        from .stream import predict_to_file
+
+        _check_format(output, TABLE_FORMATS)
+        result = predict_to_file(load_model(model), paths, output, chunk_size=chunk_size, quiet=quiet,
+                                 on_error=_echo_error, table_kind=kind)
+        if not quiet:
+            typer.echo(f"{result.rows} rows from {result.files} files written to {output}", err=True)
+        errors = result.errors
+    else:
+        from .tabular import TABULAR_COLUMNS, predict_rows, read_rows
+
+        loaded = load_model(model)
+        rows, errors = read_rows(paths, kind, loaded)
+        for err in errors:
+            _echo_error(err)
+        df = predict_rows(loaded, rows, quiet=quiet)
+        if len(df):
+            columns = [c for c in TABULAR_COLUMNS if c not in ("cluster_id",)]
+            if df["stance"].isna().all():
+                columns = [c for c in columns if c not in ("stance", "stance_score")]
+            print_table(df, columns if df["file"].nunique() > 1 else columns[1:])
     if errors:
         raise typer.Exit(1)
 

@@ -86,7 +86,14 @@ class HeadlineBodyCsv(_Source):
     stance_column: str = "Stance"
 
 
-Source = Annotated[Union[TopicsJsonl, StanceJsonl, Dumps, HeadlineBodyCsv], Field(discriminator="type")]
+class Table(_Source):
+    type: Literal["table"]
+    format: Literal["auto", "texts", "pairs"] = "auto"
+    """texts (`text`, or `title` + `snippet`, with `topic`) or pairs (`headline` or `target` + text, with `stance`
+    or `label`); `auto` tells them by the columns. An optional `event` column groups rows."""
+
+
+Source = Annotated[Union[TopicsJsonl, StanceJsonl, Dumps, HeadlineBodyCsv, Table], Field(discriminator="type")]
 
 
 class DataConfig(_Strict):
@@ -317,7 +324,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 def _error_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in {"topics_jsonl", "stance_jsonl", "dumps", "headline_body_csv"}))
+    loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p in {"topics_jsonl", "stance_jsonl", "dumps", "headline_body_csv", "table"}))
     msg = first["msg"]
     if first["type"] == "value_error" and not loc:  # a model validator: its message names the key itself
         return f"{source}: {msg.removeprefix('Value error, ')}"

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config, Dumps, HeadlineBodyCsv, StanceJsonl, TopicsJsonl
+from .config import Config, Dumps, HeadlineBodyCsv, StanceJsonl, Table, TopicsJsonl
 from .dumps import DumpError, join_text, decode, iter_dump_files, parse_dump
 from .errors import DataError, display_name, quote
 
@@ -36,11 +36,27 @@ class Corpus:
     texts: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     pairs: list[StancePair] = field(default_factory=list)
+    text_events: list[str] = field(default_factory=list)
+    """The event of each topic text where the source names one ("" = unknown; may be shorter than ``texts``)."""
 
     def extend(self, other: "Corpus") -> None:
+        self.text_events = self.text_groups_raw() + other.text_groups_raw()
         self.texts += other.texts
         self.topics += other.topics
         self.pairs += other.pairs
+
+    def text_groups_raw(self) -> list[str]:
+        return (list(self.text_events) + [""] * len(self.texts))[: len(self.texts)]
+
+    def text_groups(self) -> list[str]:
+        """What keeps topic texts together in cross-validation folds: the text's event, else the text itself."""
+        return [e or t for e, t in zip(self.text_groups_raw(), self.texts)]
+
+    def subset(self, texts, pairs) -> "Corpus":
+        """The topic texts and stance pairs at the given indices."""
+        events = self.text_groups_raw()
+        return Corpus([self.texts[i] for i in texts], [self.topics[i] for i in texts], [self.pairs[i] for i in pairs],
+                      [events[i] for i in texts])
 
 
 def source_name(path: str) -> str:
@@ -123,6 +139,7 @@ def load_topics_jsonl(src: TopicsJsonl, config: Config) -> Corpus:
         where = f"{display_name(src.path)}:{lineno}"
         out.texts.append(join_text(_field(row, "title", where), _optional(row, "snippet", where)))
         out.topics.append(_check(_field(row, "topic", where), config.labels.topics, where, "topic"))
+        out.text_events.append(str(row.get("event") or ""))
     return out
 
 
@@ -158,6 +175,7 @@ def load_stance_jsonl(src: StanceJsonl, config: Config) -> Corpus:
                 _check(t, config.labels.topics, f"{where}: stories.{j}", "topic")
             out.texts += [headline] + [t for t, _ in texts]
             out.topics += [topic] + story_topics
+            out.text_events += [event] * (1 + len(texts))
         groups.append((headline, topic, texts, event))
 
     unrelated = config.labels.unrelated
@@ -207,11 +225,13 @@ def load_labelled_dumps(src: Dumps, config: Config) -> Corpus:
         if len(related) != len(dump.related):
             raise DataError(f"{where}: {len(related)} related labels for {len(dump.related)} related stories")
         out.texts.append(dump.text)
+        out.text_events.append(str(entry.get("event") or name))
         out.topics.append(_check(entry.get("topic"), config.labels.topics, where, "topic"))
         for j, (story, lab) in enumerate(zip(dump.related, related)):
             if not isinstance(lab, dict):
                 raise DataError(f"{where}: related.{j}: expected a JSON object {{title, topic, stance}}")
             out.texts.append(story.text)
+            out.text_events.append(str(entry.get("event") or name))
             out.topics.append(_check(lab.get("topic"), config.labels.topics, f"{where}: related.{j}", "topic"))
             stance = _check(lab.get("stance"), config.labels.stances, f"{where}: related.{j}", "stance")
             event = str(entry.get("event") or name)
@@ -258,11 +278,51 @@ def load_headline_body_csv(src: HeadlineBodyCsv, config: Config) -> Corpus:
     return out
 
 
+def load_table(src: Table, config: Config) -> Corpus:
+    """A labelled table (see ``classify.tabular``): pairs with ``stance`` (or ``label``) give stance pairs, texts
+    with ``topic`` give topic texts; ``event`` groups rows (default: the headline, for texts the text). The first
+    bad row is a one-line DataError naming the file and row."""
+    from .tabular import iter_table
+
+    name, short = display_name(src.path), source_name(src.path)
+    out = Corpus()
+    unrelated = config.labels.unrelated
+    wanted = None
+    try:
+        for row in iter_table(src.path, src.format):
+            where = f"{name}:{row.row}"
+            event = row.extra.get("event")
+            event = "" if event is None else str(event).strip()
+            if row.kind == "pair":
+                key = "stance" if "stance" in row.extra else "label" if "label" in row.extra else None
+                if key is None:
+                    raise DataError(f"{where}: missing 'stance' (or 'label'), the gold stance to score against")
+                label = _check(row.extra[key], config.labels.stances, where, "stance")
+                group = event or row.headline
+                out.pairs.append(StancePair(row.headline, row.text, label, group, short,
+                                            group if label != unrelated else ""))
+            else:
+                if "topic" not in row.extra:
+                    raise DataError(f"{where}: missing 'topic', the gold topic to score against")
+                out.texts.append(row.text)
+                out.topics.append(_check(row.extra["topic"], config.labels.topics, where, "topic"))
+                out.text_events.append(event)
+            wanted = len(out.pairs) + len(out.texts)
+            if src.limit and wanted >= src.limit:
+                break
+    except DumpError as err:  # a bad row or file of labelled data stops the run, as in every other source
+        raise DataError(str(err)) from None
+    if wanted is None:
+        raise DataError(f"{name}: no rows")
+    return out
+
+
 LOADERS = {
     "topics_jsonl": load_topics_jsonl,
     "stance_jsonl": load_stance_jsonl,
     "dumps": load_labelled_dumps,
     "headline_body_csv": load_headline_body_csv,
+    "table": load_table,
 }
 
 

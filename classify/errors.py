@@ -27,6 +27,16 @@ class DumpError(ClassifyError):
     """A file that is not a dump. The message starts with the file name."""
 
 
+class RowError(DumpError):
+    """A bad row of a tabular input (``file:row: missing 'text'``): reported, and the other rows go on."""
+
+
+class UsageError(ClassifyError):
+    """Options or inputs that do not go together (e.g. tabular files with --engine ray)."""
+
+    exit_code = 2
+
+
 class ModelError(ClassifyError):
     """A model directory that is missing, partial, corrupt or foreign."""
 

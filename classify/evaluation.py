@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import Dumps, StanceJsonl, TopicsJsonl, load_config
+from .config import Dumps, StanceJsonl, Table, TopicsJsonl, load_config
 from .data import Corpus, load_corpus
-from .errors import DataError
+from .errors import DataError, display_name, one_line
 from .model import load_model
 from .pipeline import evaluate
+
+
+TOP_GROUPS = 5
+"""Groups (headlines / targets) listed in the text summary, largest first; the JSON report holds them all."""
 
 
 def sources_for(data: Path | None, model) -> list:
@@ -29,7 +33,8 @@ def sources_for(data: Path | None, model) -> list:
         if not labels.is_file():
             raise DataError(f"--data {data}: a dumps folder needs a labels.json beside the dumps")
         return [Dumps(type="dumps", path=str(data), labels=str(labels))]
-    if data.suffix == ".jsonl":
+    suffix = data.suffix.lower()
+    if suffix == ".jsonl":
         with open(data, encoding="utf-8", errors="replace") as fh:  # a sniff: the loader reports bad bytes
             first = next((line for line in fh if line.strip()), "{}")
         try:
@@ -38,13 +43,25 @@ def sources_for(data: Path | None, model) -> list:
             raise DataError(f"--data {data}:1: invalid JSON") from None
         if isinstance(row, dict) and "headline" in row and "stories" in row:
             return [StanceJsonl(type="stance_jsonl", path=str(data))]
-        return [TopicsJsonl(type="topics_jsonl", path=str(data))]
-    raise DataError(f"--data {data}: expected a config .yaml, a .jsonl file or a dumps folder")
+        if isinstance(row, dict) and "title" in row and not {"text", "headline", "target"} & set(row):
+            return [TopicsJsonl(type="topics_jsonl", path=str(data))]
+        return [Table(type="table", path=str(data))]
+    if suffix in (".csv", ".parquet"):
+        return [Table(type="table", path=str(data))]
+    raise DataError(f"--data {data}: expected a config .yaml, a .jsonl / .csv / .parquet table or a dumps folder")
 
 
 def evaluate_model(model_dir: Path, data: Path | None = None, quiet: bool = False) -> dict:
     model = load_model(model_dir)
     corpus: Corpus = load_corpus(sources_for(data, model), model.config)
+    scorable = (corpus.pairs and model.stance is not None) or \
+        (corpus.texts and (model.topic is not None or model.clusterer is not None))
+    if not scorable:
+        where = display_name(data) if data else "data.test"
+        if not corpus.pairs and not corpus.texts:
+            raise DataError(f"{where}: no labelled examples to score")
+        what = "stance pairs" if corpus.pairs else "topic texts"
+        raise DataError(f"{where}: holds {what}, and the model has no component that scores them")
     report = evaluate(model, corpus, quiet=quiet)
     report["model"] = str(model_dir)
     return report
@@ -60,6 +77,8 @@ def format_report(report: dict) -> str:
         if "fnc_score" in r:
             f = r["fnc_score"]
             head += f"  FNC score {100 * f['relative']:.1f}% ({f['raw']:.2f} / {f['max']:.2f})"
+        if "f_avg" in r:
+            head += f"  F_avg {r['f_avg']:.3f}"
         lines.append(head)
         extra = []
         if "related_accuracy" in r:
@@ -74,6 +93,14 @@ def format_report(report: dict) -> str:
         for name, b in r.get("by_source", {}).items():
             more = f"  related/unrelated {b['related_accuracy']:.3f}" if "related_accuracy" in b else ""
             lines.append(f"    {name}: {b['n']} pairs, accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}{more}")
+        groups = r.get("per_group") or []
+        if len(groups) > 1:
+            top = groups[:TOP_GROUPS]
+            lines.append(f"  largest {len(top)} of {len(groups)} groups (headline / target):")
+            for g in top:
+                fa = f", F_avg {g['f_avg']:.3f}" if "f_avg" in g else ""
+                lines.append(f"    {one_line(str(g['group']), 60)}: {g['n']} pairs, accuracy {g['accuracy']:.3f}, "
+                             f"macro-F1 {g['macro_f1']:.3f}{fa}")
         labels = r["confusion"]["labels"]
         lines.append("          " + "  ".join(f"{k:>13s}" for k in ("precision", "recall", "F1", "support")))
         for k in labels:

@@ -79,3 +79,36 @@ def related_accuracy(gold, pred, unrelated: str = "unrelated") -> float:
 def label_f1(gold, pred, label: str) -> float:
     """F1 of one label (0 when it is neither gold nor predicted)."""
     return float(f1_score(gold, pred, labels=[label], average="macro", zero_division=0))
+
+
+def f_avg(gold, pred, favor: str = "favor", against: str = "against") -> float:
+    """SemEval-2016 Task 6's score: the mean of the F1 of ``favor`` and of ``against`` (each over all pairs, so
+    a ``none`` predicted for a favor pair costs favor's recall); ``none`` is never averaged in."""
+    return float(f1_score(gold, pred, labels=[favor, against], average="macro", zero_division=0))
+
+
+def has_favor_against(labels) -> bool:
+    """Whether a stance label set is scored with F_avg (it holds ``favor`` and ``against``)."""
+    return "favor" in labels and "against" in labels
+
+
+def per_group_report(gold, pred, groups, favor_against: bool = False) -> list[dict]:
+    """Scores per group (a headline / target): ``n``, ``accuracy``, ``macro_f1`` over the labels that occur in the
+    group (gold or predicted), and ``f_avg`` when ``favor_against``; largest groups first (ties by first appearance)."""
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    members: dict = {}
+    for i, name in enumerate(groups):  # one pass, not one scan of all pairs per group
+        members.setdefault(name, []).append(i)
+    order = list(members)
+    rows = []
+    for name in order:
+        m = np.asarray(members[name])
+        g, p = gold[m], pred[m]
+        labels = sorted(set(g.tolist()) | set(p.tolist()))
+        row = {"group": name, "n": int(len(m)), "accuracy": float(np.mean(g == p)),
+               "macro_f1": float(f1_score(g, p, labels=labels, average="macro", zero_division=0))}
+        if favor_against:
+            row["f_avg"] = f_avg(g, p)
+        rows.append(row)
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(rows, key=lambda r: (-r["n"], rank[r["group"]]))

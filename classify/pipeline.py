@@ -18,8 +18,8 @@ from .embed import Embedder
 from .errors import DataError
 from sklearn.metrics import f1_score
 
-from .metrics import (calibration_report, class_report, clustering_report, fnc_score, label_f1,
-                      related_accuracy)
+from .metrics import (calibration_report, class_report, clustering_report, f_avg, fnc_score, has_favor_against,
+                      label_f1, per_group_report, related_accuracy)
 from .model import Model
 from .crossencoder import CrossEncoder
 from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts
@@ -125,6 +125,14 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
     start = time.perf_counter()
     embedder = embedder or make_embedder(config, quiet)
     corpus = load_corpus(config.data.train, config)
+    return train_corpus(config, corpus, quiet=quiet, embedder=embedder, start=start)
+
+
+def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: Embedder | None = None,
+                 start: float | None = None) -> Model:
+    """``train`` on a corpus already loaded (``classify tune`` passes the training part of each fold)."""
+    start = time.perf_counter() if start is None else start
+    embedder = embedder or make_embedder(config, quiet)
     if not corpus.texts and not corpus.pairs:
         raise DataError("data.train: the training sources hold no examples")
     check_trainable(corpus, config)
@@ -197,6 +205,19 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     X = vectors[: len(texts)]
     lookup = dict(zip(texts + stance_texts, vectors))
 
+    topic_and_cluster(model, X, df)
+    df["stance"], df["stance_score"] = None, np.nan
+    if model.stance is not None and heads:
+        labels, scores = stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
+        related = (df["kind"] == "related").to_numpy()
+        df.loc[related, "stance"] = labels
+        df.loc[related, "stance_score"] = scores.round(4)
+    return df[PREDICTION_COLUMNS]
+
+
+def topic_and_cluster(model: Model, X: np.ndarray, df: pd.DataFrame) -> None:
+    """Fill ``df``'s topic, topic_score, cluster and cluster_id columns for the texts embedded as ``X`` (one row
+    each, in order); None / NaN where the model has no such component."""
     df["topic"], df["topic_score"] = None, np.nan
     if model.topic is not None:
         proba = model.topic.predict_proba(X)
@@ -207,20 +228,17 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
         ids = model.clusterer.predict(X)
         df["cluster_id"] = ids
         df["cluster"] = model.clusterer.names_of(ids)
-    df["stance"], df["stance_score"] = None, np.nan
-    if model.stance is not None and heads:
-        labels, scores = stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
-        related = (df["kind"] == "related").to_numpy()
-        df.loc[related, "stance"] = labels
-        df.loc[related, "stance_score"] = scores.round(4)
-    return df[PREDICTION_COLUMNS]
 
 
-def stance_report(gold, pred, scores, bodies, sources, config: Config) -> dict:
+def stance_report(gold, pred, scores, bodies, sources, config: Config, groups=None) -> dict:
     """Per-class scores, calibration of ``stance_score``, the related/unrelated accuracy and FNC score (schemes
-    with an unrelated label), ``disagree`` F1 on stories without negation words, and scores per data source."""
+    with an unrelated label), F_avg (schemes with favor and against), ``disagree`` F1 on stories without negation
+    words, scores per data source and per group (``groups``: each pair's headline / target)."""
     gold, pred = np.asarray(gold), np.asarray(pred)
     report = class_report(gold.tolist(), pred.tolist(), config.labels.stances)
+    favor_against = has_favor_against(config.labels.stances)
+    if favor_against:
+        report["f_avg"] = f_avg(gold, pred)
     report["calibration"] = calibration_report(scores, gold == pred)
     unrelated = config.labels.unrelated
     if unrelated:
@@ -242,6 +260,8 @@ def stance_report(gold, pred, scores, bodies, sources, config: Config) -> dict:
             if unrelated:
                 part["related_accuracy"] = related_accuracy(gold[m], pred[m], unrelated)
             report["by_source"][name] = part
+    if groups is not None:
+        report["per_group"] = per_group_report(gold, pred, groups, favor_against)
     return report
 
 
@@ -267,7 +287,8 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         pred, scores = stance_predict(model, heads, bodies, embedder.encode)
         seconds = time.perf_counter() - t
         gold = np.array([p.label for p in corpus.pairs])
-        report["stance"] = stance_report(gold, pred, scores, bodies, [p.source for p in corpus.pairs], model.config)
+        report["stance"] = stance_report(gold, pred, scores, bodies, [p.source for p in corpus.pairs], model.config,
+                                         groups=heads)
         report["stance"]["pairs_per_second"] = round(len(gold) / max(seconds, 1e-9), 1)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report

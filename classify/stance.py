@@ -408,6 +408,13 @@ class StanceModel:
             fit_idx, val_idx = next(split.split(F, y, groups))
             self._say(f"validation split: {len(fit_idx)} pairs to fit, {len(val_idx)} to tune "
                       f"({len(set(groups[val_idx]))} groups)")
+            missing = sorted(set(self.classes_.tolist()) - set(y[fit_idx].tolist()))
+            if missing:
+                from .errors import DataError
+
+                raise DataError(f"stance.validation_size: the validation split of {len(set(groups.tolist()))} groups "
+                                f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
+                                "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
             take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
                                       groups[fit_idx], unrelated)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -34,19 +35,19 @@ ARROW_SCHEMA = pa.schema([
 ])
 
 
-def to_arrow(df: pd.DataFrame) -> pa.Table:
+def to_arrow(df: pd.DataFrame, schema: pa.Schema = ARROW_SCHEMA) -> pa.Table:
     """Prediction rows as an Arrow table of the fixed schema (nulls where a component is absent)."""
     columns = {}
-    for f in ARROW_SCHEMA:
+    for f in schema:
         values = df[f.name].astype(object).where(df[f.name].notna(), None).tolist()
         columns[f.name] = pa.array(values, type=f.type)
-    return pa.table(columns, schema=ARROW_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
-def from_arrow(table: pa.Table) -> pd.DataFrame:
+def from_arrow(table: pa.Table, schema: pa.Schema = ARROW_SCHEMA) -> pd.DataFrame:
     """Rows of :data:`ARROW_SCHEMA` back as ``predict_dumps`` builds them (object columns, None; floats, NaN)."""
     columns = {}
-    for f in ARROW_SCHEMA:
+    for f in schema:
         values = table.column(f.name).to_pylist()
         if pa.types.is_floating(f.type):
             columns[f.name] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
@@ -120,10 +121,12 @@ def _atomic_file(path: Path, mode: str):
 
 
 class TableWriter:
-    """Append prediction chunks to ``path`` (.jsonl, .csv or .parquet) atomically: use as a context manager."""
+    """Append prediction chunks to ``path`` (.jsonl, .csv or .parquet) atomically: use as a context manager.
+    ``schema``: the columns and their Arrow types (dump rows by default; ``tabular.TABULAR_SCHEMA`` for tables)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, schema: pa.Schema = ARROW_SCHEMA):
         self.path = Path(path)
+        self.schema = schema
         self.suffix = self.path.suffix.lower()
         if self.suffix not in TABLE_FORMATS:
             raise ClassifyError(f"{path}: unknown output format {self.suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
@@ -137,14 +140,14 @@ class TableWriter:
         if self.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            self._parquet = pq.ParquetWriter(self._fh, ARROW_SCHEMA)
+            self._parquet = pq.ParquetWriter(self._fh, self.schema)
         return self
 
     def write(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
         if self._parquet is not None:
-            self._parquet.write_table(to_arrow(df))  # one row group per chunk
+            self._parquet.write_table(to_arrow(df, self.schema))  # one row group per chunk
         else:
             self._fh.write(format_table(df, self.suffix, header=self.rows == 0))
         self.rows += len(df)
@@ -154,7 +157,7 @@ class TableWriter:
             if self._parquet is not None:
                 self._parquet.close()
             elif kind is None and self.suffix == ".csv" and self.rows == 0:  # no rows: the header alone
-                self._fh.write(format_table(pd.DataFrame(columns=ARROW_SCHEMA.names), ".csv"))
+                self._fh.write(format_table(pd.DataFrame(columns=self.schema.names), ".csv"))
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise
@@ -165,14 +168,18 @@ class TableWriter:
 class StreamResult:
     rows: int = 0
     dumps: int = 0
+    files: int = 0
+    """Tables read (tabular input)."""
     errors: list[DumpError] = field(default_factory=list)
 
 
 def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE,
                     embedder=None, quiet: bool = False,
                     on_error: Callable[[DumpError], None] | None = None,
-                    on_warning: Callable[[str], None] | None = None) -> StreamResult:
-    """Predict ``paths`` chunk by chunk into ``output``; bad files go to ``on_error`` (and the result's errors)."""
+                    on_warning: Callable[[str], None] | None = None, table_kind: str | None = None) -> StreamResult:
+    """Predict ``paths`` chunk by chunk into ``output``; bad files go to ``on_error`` (and the result's errors).
+    ``table_kind`` (``auto``, ``texts`` or ``pairs``; see ``tabular.choose_input``): the inputs are tables, read
+    ``chunk_size`` rows at a time, a bad row is one error and the other rows go on."""
     from tqdm.auto import tqdm
 
     result = StreamResult()
@@ -184,11 +191,35 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
                 on_error(err)
 
     # A progress bar on a terminal only (disable=None), never with quiet.
-    with TableWriter(output) as writer, tqdm(unit=" rows", desc="predict", disable=True if quiet else None,
-                                             leave=False) as bar:
-        for dumps, df in predict_stream(model, paths, chunk_size, embedder, error, on_warning):
+    if table_kind is not None:
+        from .tabular import TABULAR_SCHEMA
+
+        schema, counter = TABULAR_SCHEMA, [0]
+        chunks = ((0, df) for df in predict_table_stream(model, paths, table_kind, chunk_size, embedder, error, counter))
+    else:
+        schema, counter = ARROW_SCHEMA, [0]
+        chunks = ((len(dumps), df) for dumps, df in predict_stream(model, paths, chunk_size, embedder, error, on_warning))
+    with TableWriter(output, schema) as writer, tqdm(unit=" rows", desc="predict", disable=True if quiet else None,
+                                                     leave=False) as bar:
+        for n_dumps, df in chunks:
             writer.write(df)
-            result.dumps += len(dumps)
+            result.dumps += n_dumps
             bar.update(len(df))
         result.rows = writer.rows
+    result.files = counter[0]
     return result
+
+
+def predict_table_stream(model, paths: Iterable[str], kind: str = "auto", chunk_size: int = DEFAULT_CHUNK_SIZE,
+                         embedder=None, on_error: Callable[[DumpError], None] | None = None,
+                         counter: list | None = None) -> Iterator[pd.DataFrame]:
+    """Prediction rows (``tabular.TABULAR_COLUMNS``) of the tables' rows, ``chunk_size`` input rows at a time."""
+    from . import pipeline
+    from .tabular import iter_rows, predict_rows
+
+    if chunk_size < 1:
+        raise ClassifyError(f"--chunk-size {chunk_size}: expected a positive number of rows")
+    embedder = embedder or pipeline.make_embedder(model.config, quiet=True)
+    rows = iter_rows(paths, kind, on_error, model, counter)
+    while chunk := list(islice(rows, chunk_size)):
+        yield predict_rows(model, chunk, embedder=embedder, quiet=True)

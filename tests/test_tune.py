@@ -1,0 +1,231 @@
+"""``classify tune``: grouped K-fold cross-validation over a grid of config settings on data.train."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import classify.pipeline
+from classify.cli import app
+from classify.config import load_config, validate_config
+from classify.data import load_corpus
+from classify.tune import SCORE_NAMES, format_tune, make_folds, parse_grid, primary_score, tune
+from conftest import STANCE_ROWS, TOPIC_ROWS, FakeEmbedder, write_jsonl
+from test_tabular import write_table
+
+runner = CliRunner()
+
+TARGETS = ["climate action", "the stadium plan", "rail strikes", "the wind farm", "school meals", "the tram line"]
+FAVOR = ["campaigners support {t} and praise it", "residents welcome {t} warmly", "mayor backs {t} with enthusiasm"]
+AGAINST = ["critics oppose {t} and condemn it", "residents reject {t} angrily", "unions attack {t} as a disaster"]
+NONE = ["weather forecast shows rain on tuesday", "football club signs a new goalkeeper", "museum opens art exhibition"]
+
+
+def semeval_records():
+    """Favor / against / none pairs over six targets (SemEval-2016 style), with an event column per target."""
+    out = []
+    for i, t in enumerate(TARGETS):
+        for label, texts in (("favor", FAVOR), ("against", AGAINST), ("none", NONE)):
+            for j, text in enumerate(texts):
+                out.append({"id": f"{i}-{label}-{j}", "target": t, "text": text.format(t=t) + f" (report {i}{j})",
+                            "stance": label, "event": f"target{i}"})
+    return out
+
+
+def write_config(tmp_path, raw, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    emb = FakeEmbedder()
+    monkeypatch.setattr(classify.pipeline, "make_embedder", lambda config, quiet=False: emb)
+    return emb
+
+
+@pytest.fixture
+def semeval_config(tmp_path):
+    table = write_table(tmp_path / "semeval.csv", semeval_records())
+    topics = write_jsonl(tmp_path / "topics.jsonl", [{"title": t, "snippet": s, "topic": k} for t, s, k in TOPIC_ROWS])
+    return write_config(tmp_path, {
+        "seed": 0, "embedding": {"cache_dir": str(tmp_path / "cache")},
+        "labels": {"stances": ["favor", "against", "none"], "unrelated": None},
+        "data": {"train": [{"type": "table", "path": str(table)}, {"type": "topics_jsonl", "path": str(topics)}]},
+        "clustering": {"enabled": False},
+        "stance": {"classifier": {"C": 1.0}},
+    })
+
+
+@pytest.fixture
+def fnc_config(tmp_path):
+    topics = write_jsonl(tmp_path / "topics.jsonl", [{"title": t, "snippet": s, "topic": k} for t, s, k in TOPIC_ROWS * 2])
+    stance = write_jsonl(tmp_path / "stance.jsonl", STANCE_ROWS)
+    return write_config(tmp_path, {
+        "seed": 0, "embedding": {"cache_dir": str(tmp_path / "cache")},
+        "data": {"train": [{"type": "topics_jsonl", "path": str(topics)},
+                           {"type": "stance_jsonl", "path": str(stance), "unrelated_per_headline": 2}]},
+        "clustering": {"reducer": None, "knn": 3, "map_method": "pca"},
+        "stance": {"calibrate": False},
+    }, "fnc.yaml")
+
+
+def test_parse_grid_values_are_yaml():
+    assert parse_grid(["topic.C=0.5,2", "stance.two_stage=true,false", "clustering.n_clusters=,4", "x.y=a"]) == [
+        ("topic.C", [0.5, 2]), ("stance.two_stage", [True, False]), ("clustering.n_clusters", [None, 4]), ("x.y", ["a"])]
+    with pytest.raises(Exception, match="given twice"):
+        parse_grid(["topic.C=1", "topic.C=2"])
+    with pytest.raises(Exception, match="expected KEY=V1,V2"):
+        parse_grid(["topic.C"])
+
+
+def test_grid_of_2x2_on_favor_against_is_chosen_by_f_avg(tmp_path, semeval_config, fake):
+    out = tmp_path / "best.yaml"
+    result = runner.invoke(app, ["tune", str(semeval_config), "--grid", "stance.classifier.C=0.001,1",
+                                 "--grid", "stance.embedding_features=false,true", "--folds", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "setting 4/4" in result.stderr and "fold 3/3" in result.stderr  # progress
+    table = result.stdout.splitlines()
+    assert table[0].split()[:4] == ["#", "stance.classifier.C", "stance.embedding_features", "stance"]
+    rows = [line for line in table[1:] if line.lstrip("* ").split(" ")[0].isdigit()]
+    assert len(rows) == 4
+    settings = [tuple(line.lstrip("* ").split()[1:3]) for line in rows]
+    assert sorted(settings) == sorted([("0.001", "false"), ("0.001", "true"), ("1", "false"), ("1", "true")])
+    f_avgs = [float(line.lstrip("* ").split()[3]) for line in rows]
+    star = [i for i, line in enumerate(rows) if line.startswith("*")]
+    assert len(set(f_avgs)) > 1  # the settings differ, so a wrong pick would show
+    assert len(star) == 1 and f_avgs[star[0]] == max(f_avgs)
+    assert "chosen by stance F_avg" in result.stdout
+    winner = dict(zip(["stance.classifier.C", "stance.embedding_features"], settings[star[0]]))
+    cfg = load_config(out)
+    assert cfg.stance.classifier.C == float(winner["stance.classifier.C"])
+    assert cfg.stance.embedding_features == (winner["stance.embedding_features"] == "true")
+    assert cfg.labels.stances == ["favor", "against", "none"]
+    assert out.read_text().startswith("# classify tune: best of 4 settings")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".best")] == []
+
+
+def test_the_winner_is_the_best_mean(tmp_path, fnc_config, fake, monkeypatch):
+    """Scores made up from the setting: topic macro-F1 peaks at topic.C=2 whatever the other key is."""
+    def scored(model, corpus, embedder=None, quiet=False):
+        c = model.config
+        return {"topic": {"macro_f1": 1 - (c.topic.C - 2) ** 2 / 100 - c.topic.max_iter / 1e6}}
+
+    monkeypatch.setattr(classify.pipeline, "evaluate", scored)
+    result = tune(fnc_config, parse_grid(["topic.C=0.5,2,8", "topic.max_iter=300,100"]), folds=2,
+                  overrides=["stance.enabled=false"], quiet=True)
+    assert result.score == "topic_macro_f1" and len(result.settings) == 6
+    assert result.settings[result.best].values == {"topic.C": 2, "topic.max_iter": 100}
+    means = [s.mean("topic_macro_f1") for s in result.settings]
+    assert result.best == int(np.argmax(means)) and all(len(s.scores["topic_macro_f1"]) == 2 for s in result.settings)
+    text = format_tune(result)
+    assert text.count("\n") == 7 and "* " in text.splitlines()[4]  # header, 6 rows, best line; row 4 is C=2, 100
+    assert "chosen by topic macro-F1" in text
+
+
+def test_fnc_labels_are_chosen_by_fnc_score_and_stance_f1_reported(tmp_path, fnc_config, fake):
+    result = tune(fnc_config, parse_grid(["stance.classifier.C=0.1,1"]), folds=2, quiet=True)
+    assert result.score == "stance_fnc"
+    for s in result.settings:
+        assert {"stance_fnc", "stance_macro_f1", "topic_macro_f1"} <= set(s.scores)
+        assert all(0 <= v <= 1 for v in s.scores["stance_fnc"] if not math.isnan(v))
+    assert "stance FNC score *" in format_tune(result) and "stance macro-F1" in format_tune(result)
+
+
+def test_primary_score_by_scheme(tmp_path):
+    def cfg(**kw):
+        raw = {"data": {"train": [{"type": "topics_jsonl", "path": "x"}]}}
+        for k, v in kw.items():
+            raw.setdefault(k.split("__")[0], {})[k.split("__")[1]] = v
+        return validate_config(raw, check_files=False)
+
+    from classify.data import Corpus, StancePair
+
+    both = Corpus(["t"], ["other"], [StancePair("h", "b", "agree")])
+    assert primary_score(cfg(), both) == "stance_fnc"
+    assert primary_score(cfg(labels__stances=["favor", "against", "none"], labels__unrelated=None), both) == "stance_f_avg"
+    assert primary_score(cfg(labels__stances=["agree", "disagree", "unrelated"]), both) == "stance_macro_f1"
+    assert primary_score(cfg(stance__enabled=False), both) == "topic_macro_f1"
+    assert set(SCORE_NAMES) >= {"stance_fnc", "stance_f_avg", "stance_macro_f1", "topic_macro_f1"}
+
+
+def test_folds_hold_out_whole_groups(tmp_path, fnc_config):
+    cfg = load_config(fnc_config)
+    corpus = load_corpus(cfg.data.train, cfg)
+    folds = make_folds(corpus, 2)
+    tgroups = corpus.text_groups()
+    pgroups = [p.group for p in corpus.pairs]
+    held_all = set()
+    for tr_t, te_t, tr_p, te_p in folds:
+        held = {tgroups[i] for i in te_t} | {pgroups[j] for j in te_p}
+        assert not held & ({tgroups[i] for i in tr_t} | {pgroups[j] for j in tr_p})
+        assert not {corpus.pairs[j].body_event for j in tr_p} & held  # no story of a held-out event in training
+        assert set(te_p) | set(tr_p) <= set(range(len(corpus.pairs))) and not set(te_p) & set(tr_p)
+        held_all |= set(te_p)
+    assert held_all == set(range(len(corpus.pairs)))  # every pair is scored once
+    # the stance data's headlines are topic texts too: a headline's event is held out of both at once
+    assert any(g in pgroups for g in tgroups)
+    with pytest.raises(Exception, match="use at most"):
+        make_folds(corpus, 10**4)
+
+
+def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
+    class FakeCrossEncoder:
+        fits = 0
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def fit(self, headlines, contexts, labels):
+            FakeCrossEncoder.fits += 1
+            self.classes_ = np.unique(labels)
+            return self
+
+        def predict_proba(self, headlines, contexts):
+            return np.full((len(headlines), len(self.classes_)), 1 / len(self.classes_))
+
+    monkeypatch.setattr(classify.pipeline, "CrossEncoder", FakeCrossEncoder)
+    result = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=0,0.5"]), folds=2,
+                  overrides=["stance.cross_encoder.enabled=true"], quiet=True)
+    assert FakeCrossEncoder.fits >= 4 and result.score == "stance_f_avg"
+    assert all(len(s.scores["stance_f_avg"]) == 2 for s in result.settings)
+
+
+@pytest.mark.parametrize("grid, words", [
+    ("stance.classifer.C=1,2", ["stance.classifer", "unknown key"]),
+    ("topic.C=-1,2", ["topic.C", "greater than 0"]),
+    ("seed.x=1", ["--grid seed.x"]),
+])
+def test_bad_grid_is_one_line_exit_2(tmp_path, fnc_config, fake, grid, words):
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", grid, "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines
+    assert not (tmp_path / "t.yaml").exists()
+
+
+def test_too_many_folds_and_bad_output(tmp_path, fnc_config, fake):
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "topic.C=1", "--folds", "1000", "-q",
+                                 "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 2 and "--folds 1000" in result.stderr and "Traceback" not in result.stderr
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "topic.C=1", "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 2 and "unknown format" in result.stderr
+
+
+def test_result_as_json(tmp_path, fnc_config, fake):
+    result = tune(fnc_config, parse_grid(["topic.C=1"]), folds=2, overrides=["stance.enabled=false"], quiet=True)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["score"] == "topic_macro_f1" and data["settings"][0]["values"] == {"topic.C": 1}
+
+
+def test_a_fold_too_small_to_calibrate_is_one_line(tmp_path, fnc_config, fake):
+    """Four headlines, two folds: the stance validation split of a fold's two headlines leaves a label out."""
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "stance.calibrate=true", "--folds", "2", "-q",
+                                 "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "fold 1/2" in lines[0] and "stance.validation_size" in lines[0], lines
