@@ -29,7 +29,8 @@ class LabelsConfig(_Strict):
     topics: list[str] = Field(default_factory=lambda: list(DEFAULT_TOPICS), min_length=2)
     stances: list[str] = Field(default_factory=lambda: list(DEFAULT_STANCES), min_length=2)
     unrelated: str | None = "unrelated"
-    """The stance label for 'a different event'; null for schemes without one (e.g. favor/against/none)."""
+    """The stance label for 'a different event'; null for schemes without one (e.g. favor/against/none). Left
+    out, it is `unrelated` when the stance labels include it and null otherwise."""
 
     @model_validator(mode="after")
     def _distinct(self) -> "LabelsConfig":
@@ -40,6 +41,8 @@ class LabelsConfig(_Strict):
                 raise ValueError(f"{key}: duplicate label(s) {quote(dupes[0])}")
             if any(not v.strip() for v in values):
                 raise ValueError(f"{key}: empty label")
+        if "unrelated" not in self.model_fields_set and self.unrelated not in self.stances:
+            self.unrelated = None  # a scheme of its own (favor / against / none): no 'other event' label
         return self
 
 
@@ -180,6 +183,10 @@ class StanceConfig(_Strict):
     embedding_features: bool = True
     """Add the element-wise products and differences of headline and body embeddings (4 x 384 columns);
     without them only similarities and lexical cues are used, which generalise better to unseen claims."""
+    text_embedding: bool | None = None
+    """Add the story's own embedding to the features (what it says, whoever the target). null: on for schemes
+    without an unrelated label (favor / against / none: the target is fixed, the text carries the stance), off
+    where stance is about a claim (a story's topic alone must not decide it)."""
     two_stage: bool = False
     """First related/unrelated, then the other labels among related pairs."""
     tune_class_scale: bool = False
@@ -187,8 +194,10 @@ class StanceConfig(_Strict):
     (grouped by headline); costs one extra fit."""
     validation_size: float = Field(0.2, gt=0, lt=1)
     """Share of data.train groups (events, else headlines) held out to tune class scales, weight and calibration."""
-    calibrate: bool = True
-    """Temperature-scale the stance probabilities on the validation split so `stance_score` is calibrated."""
+    calibrate: bool | Literal["temperature"] = True
+    """Calibrate `stance_score` on the validation split: true fits a temperature and a bias per class (the parts
+    are trained as if the classes were balanced; the bias restores how often each really occurs), `temperature`
+    a temperature only, false nothing."""
     classifier: StanceClassifierConfig = Field(default_factory=StanceClassifierConfig)
     cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
 

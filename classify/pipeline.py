@@ -71,6 +71,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                      ce.max_length, config.seed, show_progress=not quiet)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
+                       text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
                        tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
                        term_weights=st.term_weights,
                        random_state=config.seed, log=None if quiet else log)

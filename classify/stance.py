@@ -124,14 +124,17 @@ def fit_term_weights(texts: list[str]) -> TfidfVectorizer:
 
 
 def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3,
-                  embedding_features: bool = True, term_weights: TfidfVectorizer | None = None) -> np.ndarray:
+                  embedding_features: bool = True, term_weights: TfidfVectorizer | None = None,
+                  text_embedding: bool = False) -> np.ndarray:
     """Feature matrix for (headline, body) pairs. ``embed(texts) -> vectors`` is called once for all texts;
     work on a headline or a body is done once however many pairs share it.
 
     Columns: similarities (headline to body, to its best sentences, share of matching sentences, position of
     the best one, TF cosine), lexical cues, presence of single cue words in the best sentences, with
     ``term_weights`` (a fitted TF-IDF) the TF-IDF cosines of the headline to the body and to its best sentences
-    and the largest IDF among shared words, and, with ``embedding_features``, the 4 x dim element-wise products
+    and the largest IDF among shared words, with ``text_embedding`` the body's own (mean) embedding (what the text
+    says, whoever the target: the signal for favor / against a fixed target), and, with ``embedding_features``,
+    the 4 x dim element-wise products
     and differences of the embeddings."""
     texts = pair_embedding_texts(headlines, bodies)
     lookup = dict(zip(texts, embed(texts)))
@@ -161,6 +164,8 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
         cues = [float(w in best_side.words) for w in CUE_WORDS]
         best_texts.append(best_text)
         parts = [dense, lexical_features(heads[headline], sides[body], best_side, headline, body), cues]
+        if text_embedding:
+            parts.append(b)
         if embedding_features:
             parts += [h * best, np.abs(h - best), h * b, np.abs(h - b)]
         rows.append(np.concatenate(parts))
@@ -279,9 +284,13 @@ def has_negation(text: str) -> bool:
     return any(w in NEGATION_CUES or w.endswith("n't") for w in _words(text))
 
 
-def _calibrated(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of probabilities: softmax(log p / T); T > 1 softens, T < 1 sharpens."""
+def _calibrated(proba: np.ndarray, temperature: float, bias=None) -> np.ndarray:
+    """Temperature scaling of probabilities: softmax(log p / T + bias); T > 1 softens, T < 1 sharpens, a class's
+    ``bias`` (log-odds, 0 for none) moves its share, e.g. towards the class frequencies the parts were not
+    trained with (both the cross-encoder and the classifier weigh classes as if they were balanced)."""
     logits = np.log(np.clip(proba, 1e-12, None)) / temperature
+    if bias is not None:
+        logits = logits + np.asarray(bias, dtype=float)
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=1, keepdims=True)
@@ -293,6 +302,25 @@ def fit_temperature(proba: np.ndarray, gold_index: np.ndarray, grid=None) -> flo
     nll = [-np.mean(np.log(np.clip(_calibrated(proba, t)[np.arange(len(gold_index)), gold_index], 1e-12, None)))
            for t in grid]
     return float(grid[int(np.argmin(nll))])
+
+
+def _nll(proba: np.ndarray, gold_index: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(gold_index)), gold_index], 1e-12, None))))
+
+
+def fit_calibration(proba: np.ndarray, gold_index: np.ndarray) -> tuple[float, np.ndarray]:
+    """Temperature and per-class bias (the first class's fixed at 0) that minimise the negative log-likelihood
+    of the gold labels: bias-corrected temperature scaling. Deterministic (L-BFGS from T = 1, bias = 0)."""
+    from scipy.optimize import minimize
+
+    k = proba.shape[1]
+    logp = np.log(np.clip(proba, 1e-12, None))
+
+    def loss(x):
+        return _nll(_calibrated(np.exp(logp), float(np.exp(x[0])), np.r_[0.0, x[1:]]), gold_index)
+
+    x = minimize(loss, np.zeros(k), method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0))] + [(-10, 10)] * (k - 1)).x
+    return float(np.exp(x[0])), np.r_[0.0, x[1:]]
 
 
 class StanceModel:
@@ -316,7 +344,7 @@ class StanceModel:
     WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __init__(self, classifier: StanceClassifier | None = None, cross_encoder=None, mode: str = "all",
-                 weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True,
+                 weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True, text_embedding: bool = False,
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
                  refit_cross_encoder: bool = False, term_weights: bool = True, random_state: int = 0, log=None):
         self.classifier = classifier
@@ -325,6 +353,7 @@ class StanceModel:
         self.weight = weight
         self.top_k = top_k
         self.embedding_features = embedding_features
+        self.text_embedding = text_embedding
         self.calibrate = calibrate
         self.tune_scale = tune_scale
         self.validation_size = validation_size
@@ -340,6 +369,7 @@ class StanceModel:
 
     def features(self, headlines, bodies, embed) -> np.ndarray:
         return pair_features(headlines, bodies, embed, top_k=self.top_k, embedding_features=self.embedding_features,
+                             text_embedding=self.text_embedding,
                              term_weights=getattr(self, "term_weights_", None))
 
     def _contexts(self, headlines, bodies, embed) -> list[str]:
@@ -401,6 +431,7 @@ class StanceModel:
         self.weight_ = 0.0 if self.cross_encoder is None else (0.5 if self.weight == "auto" else float(self.weight))
         self.class_scale_ = np.ones(len(self.classes_))
         self.temperature_ = 1.0
+        self.bias_ = np.zeros(len(self.classes_))
         self.validation_ = None
         ce = None
         if self._validates():
@@ -451,11 +482,14 @@ class StanceModel:
             self.class_scale_ = _best_scale(proba, gold, len(self.classes_), self.classifier.scale_grid,
                                             fixed=int(np.bincount(gold, minlength=len(self.classes_)).argmax()))
         scaled = self._normalise(proba)
-        if self.calibrate:
+        if self.calibrate == "temperature":
             self.temperature_ = fit_temperature(scaled, gold)
+        elif self.calibrate:
+            self.temperature_, self.bias_ = fit_calibration(scaled, gold)
         self.validation_ = {"pairs": int(len(y)), "weight": float(self.weight_), "macro_f1": float(f1),
                             "weights_tried": {str(w): float(s[0]) for s, w in zip(scored, weights)},
-                            "class_scale": self.class_scale_.tolist(), "temperature": self.temperature_}
+                            "class_scale": self.class_scale_.tolist(), "temperature": self.temperature_,
+                            "bias": self.bias_.tolist()}
         self._say(f"validation: weight {self.weight_}, macro-F1 {f1:.3f}, temperature {self.temperature_:.2f}")
 
     def _normalise(self, proba: np.ndarray) -> np.ndarray:
@@ -471,7 +505,7 @@ class StanceModel:
         F = self.features(headlines, bodies, embed)
         contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder_ is not None else list(bodies)
         proba = self._mix(self.classifier_, self.cross_encoder_, self.weight_, F, headlines, contexts)
-        return _calibrated(self._normalise(proba), self.temperature_)
+        return _calibrated(self._normalise(proba), self.temperature_, self.bias_)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(proba, axis=1)]
@@ -484,20 +518,22 @@ class StanceModel:
         """What ``stance.json`` holds: settings and learned scalars (the parts are saved beside it)."""
         return {
             "mode": self.mode, "weight": self.weight, "top_k": self.top_k,
-            "embedding_features": self.embedding_features, "calibrate": self.calibrate,
+            "embedding_features": self.embedding_features, "text_embedding": self.text_embedding,
+            "calibrate": self.calibrate,
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
             "refit_cross_encoder": self.refit_cross_encoder, "term_weights": self.term_weights,
             "random_state": self.random_state,
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
-            "temperature": float(self.temperature_), "validation": self.validation_,
+            "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_],
+            "validation": self.validation_,
         }
 
     @classmethod
     def from_state(cls, state: dict, classifier, cross_encoder, term_weights=None) -> "StanceModel":
         self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
             "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
-            "refit_cross_encoder", "term_weights", "random_state")})
+            "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)))
         self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
         if self.term_weights and term_weights is None:
             raise ValueError("stance.skops holds no term weights but stance.json expects them")
@@ -506,11 +542,14 @@ class StanceModel:
         self.weight_ = float(state["weight_"])
         self.class_scale_ = np.array(state["class_scale"], dtype=float)
         self.temperature_ = float(state["temperature"])
+        self.bias_ = np.array(state.get("bias", [0.0] * len(self.classes_)), dtype=float)
         self.validation_ = state.get("validation")
         if list(classifier.classes_) != list(self.classes_) or len(self.class_scale_) != len(self.classes_):
             raise ValueError("stance classifier classes do not match stance.json")
         if cross_encoder is not None and not set(cross_encoder.classes_) <= set(self.classes_):
             raise ValueError("cross-encoder classes are not stance classes")
+        if len(self.bias_) != len(self.classes_) or not np.isfinite(self.bias_).all():
+            raise ValueError("stance.json: bias must hold one finite number per class")
         if not self.temperature_ > 0:
             raise ValueError("stance temperature must be positive")
         return self

@@ -42,3 +42,15 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_stance_scheme_without_unrelated_needs_no_unrelated_key():
+    from classify.config import validate_config
+
+    data = {"train": [{"type": "topics_jsonl", "path": "x.jsonl"}]}
+    cfg = validate_config({"data": data, "labels": {"stances": ["favor", "against", "none"]}}, check_files=False)
+    assert cfg.labels.unrelated is None
+    assert validate_config({"data": data}, check_files=False).labels.unrelated == "unrelated"
+    with pytest.raises(ConfigError, match="labels.unrelated"):  # named explicitly, it must be one of the labels
+        validate_config({"data": data, "labels": {"stances": ["favor", "against", "none"], "unrelated": "unrelated"}},
+                        check_files=False)

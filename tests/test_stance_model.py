@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from classify.metrics import calibration_report, label_f1, related_accuracy
-from classify.stance import StanceClassifier, StanceModel, _calibrated, fit_temperature, has_negation
+from classify.stance import (StanceClassifier, StanceModel, _calibrated, fit_calibration, fit_temperature,
+                             has_negation)
 
 CLASSES = np.array(["agree", "disagree", "discuss", "unrelated"])
 
@@ -33,10 +34,11 @@ class FixedCrossEncoder:
         return self.proba[: len(headlines)].copy()
 
 
-def fitted(clf, ce=None, mode="all", weight=0.5, scale=(1, 1, 1, 1), temperature=1.0):
+def fitted(clf, ce=None, mode="all", weight=0.5, scale=(1, 1, 1, 1), temperature=1.0, bias=(0, 0, 0, 0)):
     m = StanceModel(mode=mode, embedding_features=False)
     m.classifier_, m.cross_encoder_, m.classes_ = clf, ce, CLASSES
     m.weight_, m.class_scale_, m.temperature_, m.n_features_in_ = weight, np.array(scale, float), temperature, 1
+    m.bias_ = np.array(bias, float)
     return m
 
 
@@ -95,6 +97,40 @@ def test_fit_temperature_recovers_overconfidence():
     t = fit_temperature(overconfident, gold)
     assert 2.5 < t < 3.6  # undoes the x3 sharpening
     assert fit_temperature(_calibrated(overconfident, 3.0), gold) == pytest.approx(1.0, abs=0.2)
+
+
+def test_fit_calibration_restores_the_class_frequencies_a_balanced_model_lost():
+    """A model trained as if classes were balanced, used where class 2 is 6x as common: the bias that
+    minimises log-loss is about log(6) for class 2 (class 0's is fixed at 0), the temperature stays near 1."""
+    rng = np.random.RandomState(1)
+    prior = np.array([1, 1, 6]) / 8
+    gold = rng.choice(3, size=6000, p=prior)
+    scores = rng.randn(6000, 3) + 2.0 * np.eye(3)[gold]
+    logits = 2.0 * scores  # the exact posterior log-odds under a uniform prior (unit Gaussian noise)
+    balanced = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    t, bias = fit_calibration(balanced, gold)
+    assert bias[0] == 0 and bias[2] - bias[1] == pytest.approx(np.log(6), abs=0.35)
+    assert 0.6 < t < 1.6
+    fixed = _calibrated(balanced, t, bias)
+    nll = lambda p: -np.mean(np.log(p[np.arange(len(gold)), gold]))  # noqa: E731
+    assert nll(fixed) < nll(_calibrated(balanced, fit_temperature(balanced, gold))) - 0.05
+    assert np.mean(fixed.argmax(1) == gold) > np.mean(balanced.argmax(1) == gold) + 0.02
+
+
+def test_bias_moves_the_label_and_temperature_only_calibration_keeps_it_zero():
+    feat = [[0.4, 0.1, 0.1, 0.4]]
+    assert fitted(FixedClassifier(feat), bias=(0, 0, 0, 0.1)).predict(H[:1], B[:1], embed).tolist() == ["unrelated"]
+    assert fitted(FixedClassifier(feat), bias=(0, 0, 0, -0.1)).predict(H[:1], B[:1], embed).tolist() == ["agree"]
+    m = StanceModel(calibrate="temperature")
+    m.classes_, m.weight_, m.class_scale_, m.temperature_ = CLASSES, 0.0, np.ones(4), 1.0
+    m.bias_ = np.zeros(4)
+    gold = np.array(["unrelated"] * 30 + ["agree"] * 10)
+    proba = np.tile([0.4, 0.1, 0.1, 0.4], (40, 1))
+    m._tune(FixedClassifier(proba), None, np.zeros((40, 1)), ["h"] * 40, ["c"] * 40, gold)
+    assert (m.bias_ == 0).all() and m.temperature_ > 0
+    m.calibrate = True
+    m._tune(FixedClassifier(proba), None, np.zeros((40, 1)), ["h"] * 40, ["c"] * 40, gold)
+    assert m.bias_[3] - m.bias_[0] == pytest.approx(np.log(3), abs=0.05)  # 30 unrelated to 10 agree
 
 
 def test_calibration_report_by_hand():
@@ -182,3 +218,29 @@ def test_hard_negative_cap_is_a_config_key():
                           check_files=False)
     assert cfg.stance.hard_negative_max_similarity == 0.5
     assert validate_config({"data": data}, check_files=False).stance.hard_negative_max_similarity == 0.62
+
+
+def test_text_embedding_adds_the_story_vector_and_is_on_by_default_only_without_unrelated():
+    from classify.config import validate_config
+    from classify.pipeline import build_stance
+    from classify.stance import pair_features
+
+    import zlib
+
+    def embed(texts):  # one fixed vector per text, whatever else is in the batch
+        v = np.array([np.random.RandomState(zlib.crc32(t.encode())).rand(8) for t in texts])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    heads, bodies = ["Tax the profits", "Tax the profits"], ["Yes, tax them. Now.", "No way at all."]
+    plain = pair_features(heads, bodies, embed, embedding_features=False)
+    more = pair_features(heads, bodies, embed, embedding_features=False, text_embedding=True)
+    assert more.shape[1] == plain.shape[1] + 8
+    np.testing.assert_allclose(more[:, : plain.shape[1]], plain)
+    for row, body in zip(more, bodies):  # short bodies are embedded whole
+        np.testing.assert_allclose(row[plain.shape[1]:], embed([body])[0], rtol=1e-5)
+    data = {"train": [{"type": "topics_jsonl", "path": "x.jsonl"}]}
+    targets = validate_config({"data": data, "labels": {"stances": ["favor", "against", "none"]}}, check_files=False)
+    assert build_stance(targets, quiet=True).text_embedding is True
+    assert build_stance(validate_config({"data": data}, check_files=False), quiet=True).text_embedding is False
+    forced = validate_config({"data": data, "stance": {"text_embedding": True}}, check_files=False)
+    assert build_stance(forced, quiet=True).text_embedding is True
