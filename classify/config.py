@@ -51,6 +51,10 @@ class EmbeddingConfig(_Strict):
     backend: Literal["torch", "onnx", "onnx-int8", "static"] = "torch"
     """Encoder: sentence-transformers (torch), its ONNX export run by onnxruntime (fp32 or int8), or a static
     model distilled from it (topics and clusters only: refused with stance enabled)."""
+    long_texts: Literal["truncate", "chunk"] = "chunk"
+    """Texts longer than the encoder's window (256 word pieces for MiniLM): `chunk` splits them into sentences
+    packed into windows, embeds each and averages (L2-normalised); `truncate` keeps only the first window.
+    Contextual backends only (the static model has no window)."""
 
 
 class _Source(_Strict):
@@ -113,8 +117,8 @@ class ClusteringConfig(_Strict):
     enabled: bool = True
     """Cluster the topic texts (needs topic data)."""
     algorithm: Literal["kmeans", "hdbscan"] = "kmeans"
-    n_clusters: int | None = Field(None, ge=2)
-    """KMeans clusters; null = one per configured topic."""
+    n_clusters: Union[Annotated[int, Field(ge=2)], Literal["auto"], None] = None
+    """KMeans clusters; null = one per configured topic; `auto` = the k of best silhouette, 2..min(30, n/5)."""
     min_cluster_size: int = Field(15, ge=2)
     """HDBSCAN's smallest cluster."""
     reducer: ReducerConfig | None = Field(default_factory=ReducerConfig)
@@ -202,6 +206,14 @@ class Config(_Strict):
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
+        return self
+
+    @model_validator(mode="after")
+    def _auto_needs_kmeans(self) -> "Config":
+        c = self.clustering
+        if c.enabled and c.n_clusters == "auto" and c.algorithm != "kmeans":
+            raise ValueError(f"clustering.n_clusters: auto picks KMeans' k; {c.algorithm} finds its own number of "
+                             "clusters (use clustering.algorithm: kmeans, or drop n_clusters)")
         return self
 
     @model_validator(mode="after")
