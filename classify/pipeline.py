@@ -225,6 +225,7 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
         return df.reindex(columns=PREDICTION_COLUMNS)
 
     vectors = embedder.encode(texts + stance_texts)
+    log_long_texts(embedder, quiet)
     X = vectors[: len(texts)]
     lookup = dict(zip(texts + stance_texts, vectors))
 

@@ -175,7 +175,10 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
     """Predict ``paths`` chunk by chunk into ``output``; bad files go to ``on_error`` (and the result's errors)."""
     from tqdm.auto import tqdm
 
+    from . import pipeline
+
     result = StreamResult()
+    embedder = embedder or pipeline.make_embedder(model.config, quiet=True)
 
     def error(err: DumpError) -> None:
         result.errors.append(err)
@@ -191,4 +194,5 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
             result.dumps += len(dumps)
             bar.update(len(df))
         result.rows = writer.rows
+    pipeline.log_long_texts(embedder, quiet)  # once for the run, not per chunk
     return result

@@ -201,3 +201,9 @@ def test_plot_report_and_evaluate_cli_on_an_unlabelled_model(tmp_path, fake_embe
     assert result.exit_code == 0, result.output
     assert "clustering silhouette" in result.stdout and "NMI" not in result.stdout
     assert "silhouette" in json.loads((tmp_path / "r.json").read_text())["clustering"]
+
+
+def test_auto_k_on_the_umap_space_finds_the_blobs():
+    X, _ = blobs(5, per=60, dim=32)
+    c = TopicClusterer(n_clusters="auto", knn=5).fit(X)  # default reducer: 5-d UMAP, euclidean silhouette
+    assert c.metric_ == "euclidean" and c.n_clusters_ == 5
