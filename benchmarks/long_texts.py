@@ -9,7 +9,9 @@ body embedded truncated to the encoder's window (`embedding.long_texts: truncate
 sentences packed into windows, each embedded, averaged and L2-normalised), over all bodies and over the bodies
 longer than the window (the only ones the mode changes); also the mean reciprocal rank of the first related
 headline and hits in the top 5. ``--limit N`` scores N bodies drawn with ``--seed`` (the headline pool stays
-the whole split). Reads ../shared/datasets/fnc1/ (see its README); the embedding cache is not used."""
+the whole split). ``--variants`` also scores other ways to combine the windows of a long body (weighted by
+their word pieces, by 1 / (1 + position), the first two only, truncated + mean), from one more encoding of the
+windows. Reads ../shared/datasets/fnc1/ (see its README); the embedding cache is not used."""
 
 from __future__ import annotations
 
@@ -61,12 +63,39 @@ def scores(B: np.ndarray, H: np.ndarray, ids: list[str], headlines: list[str], r
     return {"top1": np.array(top1), "top5": np.array(top5), "rr": np.array(rr)}
 
 
+def variants(embedder: Embedder, texts: list[str], long: dict, budget: int, B_trunc: np.ndarray) -> dict:
+    """Long bodies' window vectors combined other ways than the plain mean (short bodies: as truncated)."""
+    pieces, owner, tokens, position = [], [], [], []
+    for i in sorted(long):
+        spans = chunk_spans(texts[i], long[i], budget)
+        for p, (a, b) in enumerate(spans):
+            pieces.append(texts[i][a:b])
+            owner.append(i)
+            tokens.append(sum(a <= s < b for s, _ in long[i]))
+            position.append(p)
+    W = embedder.encoder.encode(pieces, batch_size=embedder.batch_size)
+    owner, tokens, position = np.array(owner), np.array(tokens, float), np.array(position, float)
+
+    def combine(weights, add=None):
+        out = B_trunc.copy()
+        for i in sorted(long):
+            m = owner == i
+            v = (W[m] * weights[m][:, None]).sum(axis=0) + (0 if add is None else add[i])
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+    return {"chunk, by tokens": combine(tokens), "chunk, 1/(1+pos)": combine(1 / (1 + position)),
+            "first 2 windows": combine((position < 2).astype(float)),
+            "truncate + mean": combine(np.ones(len(owner)) / np.bincount(owner)[owner], add=B_trunc)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=sorted(FILES), default="test")
     ap.add_argument("--limit", type=int, default=None, help="score this many bodies (drawn with --seed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--variants", action="store_true", help="also score other ways to combine the windows")
     args = ap.parse_args()
 
     body, headlines, related = load(args.split)
@@ -101,10 +130,13 @@ def main() -> None:
     print(f"time: headlines {t_head:.0f} s, bodies truncated {t_trunc:.0f} s, long bodies chunked {t_chunk:.0f} s")
     mask = np.zeros(len(ids), bool)
     mask[long_ids] = True
-    results = {mode: scores(B, H, ids, headlines, related) for mode, B in (("truncate", B_trunc), ("chunk", B_chunk))}
-    print(f"{'':10s} {'nearest headline is related':>28s} {'(long bodies)':>14s} {'top-5':>7s} {'MRR':>7s}")
+    vectors = {"truncate": B_trunc, "chunk": B_chunk}
+    if args.variants:
+        vectors.update(variants(truncate, texts, long, budget, B_trunc))
+    results = {mode: scores(B, H, ids, headlines, related) for mode, B in vectors.items()}
+    print(f"{'':16s} {'nearest headline is related':>28s} {'(long bodies)':>14s} {'top-5':>7s} {'MRR':>7s}")
     for mode, r in results.items():
-        print(f"{mode:10s} {r['top1'].mean():28.3f} {r['top1'][mask].mean() if mask.any() else float('nan'):14.3f} "
+        print(f"{mode:16s} {r['top1'].mean():28.3f} {r['top1'][mask].mean() if mask.any() else float('nan'):14.3f} "
               f"{r['top5'].mean():7.3f} {r['rr'].mean():7.3f}")
     changed = results["chunk"]["top1"] != results["truncate"]["top1"]
     gained = int((results["chunk"]["top1"] & changed).sum())

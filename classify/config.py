@@ -51,7 +51,7 @@ class EmbeddingConfig(_Strict):
     backend: Literal["torch", "onnx", "onnx-int8", "static"] = "torch"
     """Encoder: sentence-transformers (torch), its ONNX export run by onnxruntime (fp32 or int8), or a static
     model distilled from it (topics and clusters only: refused with stance enabled)."""
-    long_texts: Literal["truncate", "chunk"] = "chunk"
+    long_texts: Literal["truncate", "chunk"] = "truncate"
     """Texts longer than the encoder's window (256 word pieces for MiniLM): `chunk` splits them into sentences
     packed into windows, embeds each and averages (L2-normalised); `truncate` keeps only the first window.
     Contextual backends only (the static model has no window)."""

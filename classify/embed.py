@@ -122,7 +122,7 @@ class Embedder:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, cache_dir: str | None = None,
                  show_progress: bool = True, use_cache: bool = True, backend: str = "torch",
-                 long_texts: str = "chunk"):
+                 long_texts: str = "truncate"):
         from .backends import BACKENDS
 
         if backend not in BACKENDS:

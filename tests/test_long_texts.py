@@ -110,17 +110,20 @@ def test_the_mode_is_part_of_the_cache_key(tmp_path):
 
 def test_config_key_and_default(tmp_path):
     raw = {"data": {"train": [{"type": "topics_jsonl", "path": "x"}]}}
-    assert validate_config(raw, check_files=False).embedding.long_texts == "chunk"
+    assert validate_config(raw, check_files=False).embedding.long_texts == "truncate"  # measured: README
     with pytest.raises(ConfigError, match="embedding.long_texts"):
         validate_config({**raw, "embedding": {"long_texts": "cut"}}, check_files=False)
 
 
 def test_models_saved_before_the_option_keep_truncating(tmp_path, tiny_model):
     from classify.model import load_model, save_model
+    from classify.pipeline import make_embedder
     from conftest import reseal
 
+    tiny_model.config.embedding.long_texts = "chunk"
     d = save_model(tiny_model, tmp_path / "m")
-    assert load_model(d).config.embedding.long_texts == "chunk"
+    loaded = load_model(d)
+    assert loaded.config.embedding.long_texts == "chunk" and make_embedder(loaded.config).chunking
     config = json.loads((d / "config.json").read_text())
     del config["embedding"]["long_texts"]
     (d / "config.json").write_text(json.dumps(config))
