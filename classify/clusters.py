@@ -234,8 +234,18 @@ class MapProjector(TransformerMixin, BaseEstimator):
         return (self.coords_[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
 
 
-def cluster_keywords(texts: list[str], labels, top_n: int = 8) -> dict[int, list[str]]:
-    """Class-based TF-IDF (as in BERTopic): words frequent in one cluster and rare across clusters."""
+MIN_LIFT = 2.0
+"""A keyword is at least this many times as frequent (per word) in its cluster as in the other clusters."""
+
+
+def cluster_keywords(texts: list[str], labels, top_n: int = 8, min_lift: float = MIN_LIFT) -> dict[int, list[str]]:
+    """Class-based TF-IDF (as in BERTopic): words frequent in one cluster and rare across clusters.
+
+    Each cluster's texts are one document; a word's score in cluster c is tf(w, c) * log(1 + A / f(w)): its count
+    in c over the words of c, times the log of 1 + the average number of words per cluster over its count in all
+    clusters. Ranked by that score, a word is kept only if its rate in c is at least ``min_lift`` times its rate in
+    the other clusters: the score alone lets a very frequent word spread over every cluster ("said") outrank
+    a cluster's own words when there are few clusters. ``min_lift=0``: the score alone."""
     labels = np.asarray(labels)
     ids = sorted(set(labels.tolist()))
     docs = [" ".join(t for t, c in zip(texts, labels) if c == cid) for cid in ids]
@@ -248,8 +258,12 @@ def cluster_keywords(texts: list[str], labels, top_n: int = 8) -> dict[int, list
     avg = counts.sum() / max(len(ids), 1)
     idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
     scores = tf * idf
+    if len(ids) > 1:  # over-represented in the cluster: rate here >= min_lift x rate in the other clusters
+        rest = counts.sum(axis=0, keepdims=True) - counts
+        rest_rate = rest / np.maximum(rest.sum(axis=1, keepdims=True), 1)
+        scores[tf < min_lift * rest_rate] = 0
     words = vec.get_feature_names_out()
-    return {cid: [words[j] for j in np.argsort(-scores[i], kind="stable")[:top_n] if scores[i, j] > 0]
+    return {cid: [words[j] for j in np.argsort(-scores[i], kind="stable") if scores[i, j] > 0][:top_n]
             for i, cid in enumerate(ids)}
 
 

@@ -63,11 +63,13 @@ def test_ctfidf_keywords_are_the_subjects_words_not_the_shared_ones():
 
 def test_ctfidf_formula_by_hand():
     # cluster 0: "drone drone kyiv", cluster 1: "kyiv budget"; 5 words, 2 clusters → 2.5 words per cluster
-    kw = cluster_keywords(["drone drone kyiv", "kyiv budget"], [0, 1], top_n=3)
+    kw = cluster_keywords(["drone drone kyiv", "kyiv budget"], [0, 1], top_n=3, min_lift=0)  # the score alone
     tf0 = {"drone": 2 / 3, "kyiv": 1 / 3}
     idf = {"drone": np.log(1 + 2.5 / 2), "kyiv": np.log(1 + 2.5 / 2), "budget": np.log(1 + 2.5 / 1)}
     assert tf0["drone"] * idf["drone"] > tf0["kyiv"] * idf["kyiv"]
     assert kw == {0: ["drone", "kyiv"], 1: ["budget", "kyiv"]}
+    # 'kyiv' (1/3 of cluster 0's words, 1/2 of cluster 1's) is over-represented in neither: not a keyword
+    assert cluster_keywords(["drone drone kyiv", "kyiv budget"], [0, 1]) == {0: ["drone"], 1: ["budget"]}
 
 
 def test_unlabelled_training_names_clusters_by_keywords(tmp_path, fake_embedder):
