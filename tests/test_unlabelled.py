@@ -149,6 +149,13 @@ def test_auto_k_through_training_writes_k_to_the_metadata(tmp_path, fake_embedde
     assert (d / "clusters.json").read_bytes() == (b / "clusters.json").read_bytes()
 
 
+@pytest.mark.parametrize("value", ["Auto", 1, True, [2], 2.5])
+def test_a_bad_n_clusters_is_one_clear_line(value):
+    with pytest.raises(ConfigError, match=r"clustering.n_clusters: expected an integer of at least 2, auto or null"):
+        validate_config({"data": {"train": [{"type": "topics_jsonl", "path": "x"}]},
+                         "clustering": {"n_clusters": value}}, check_files=False)
+
+
 def test_auto_with_hdbscan_is_a_config_error():
     with pytest.raises(ConfigError, match="clustering.n_clusters: auto picks KMeans"):
         validate_config({"data": {"train": [{"type": "topics_jsonl", "path": __file__}]},
