@@ -216,3 +216,16 @@ def test_auto_k_on_the_umap_space_finds_the_blobs():
     X, _ = blobs(5, per=60, dim=32)
     c = TopicClusterer(n_clusters="auto", knn=5).fit(X)  # default reducer: 5-d UMAP, euclidean silhouette
     assert c.metric_ == "euclidean" and c.n_clusters_ == 5
+
+
+def test_partly_labelled_clusters_keep_topic_names_the_others_get_keywords():
+    texts, subjects = subject_texts(n_per=10)
+    X, _ = blobs(4, per=10)  # one blob per subject, in the order of subject_texts
+    topics = [("ukraine_war" if s == "drones" else "iran_protests") if s in ("drones", "protests") and i % 2 else None
+              for i, s in enumerate(subjects)]
+    c = TopicClusterer(n_clusters=4, use_reducer=False, knn=3, min_purity=0.5).fit(X, topics, texts=texts)
+    by_subject = {s: c.names_of([c.labels_[subjects.index(s)]])[0] for s in SUBJECTS}
+    assert by_subject["drones"] == "ukraine_war" and by_subject["protests"] == "iran_protests"
+    assert set(by_subject["budget"].split(" · ")) <= set(SUBJECTS["budget"])
+    assert set(by_subject["football"].split(" · ")) <= set(SUBJECTS["football"])
+    assert c.cluster_purity_[c.cluster_names_.index("ukraine_war")] == 1.0  # among its labelled members
