@@ -99,7 +99,7 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
         return KMeans(k or self.n_clusters, n_init=10, random_state=self.random_state)
 
     @property
-    def metric_(self) -> str:
+    def space_metric(self) -> str:
         """The distance of the space the clusterer clusters in (what silhouettes are computed with)."""
         return "euclidean" if self.use_reducer else "cosine"
 
@@ -108,7 +108,7 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
         self.k_scores_, best, best_labels = {}, None, None
         for k in auto_k_range(len(Z)):
             labels = self._clusterer(k).fit_predict(Z)
-            score = silhouette(Z, labels, self.metric_, self.random_state)
+            score = silhouette(Z, labels, self.space_metric, self.random_state)
             self.k_scores_[k] = None if score is None else round(score, 4)
             if score is not None and (best is None or score > best + 1e-12):
                 best, best_labels = score, labels
@@ -145,7 +145,7 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
             labels = self._clusterer().fit_predict(Z)
         labels = np.asarray(labels, dtype=np.int64)
         self.n_clusters_ = int(len(set(labels.tolist()) - {NOISE}))
-        self.silhouette_ = silhouette(Z, labels, self.metric_, self.random_state)
+        self.silhouette_ = silhouette(Z, labels, self.space_metric, self.random_state)
         self.set_reference(X, labels)
         self.keywords_ = cluster_keywords(list(texts), labels, self.n_keywords) if texts is not None else {}
         self._name(topics)

@@ -194,7 +194,7 @@ def clustering_meta(clusterer: TopicClusterer, n: int) -> dict:
     """What the model's meta.json says of its clusters: k (and how it was chosen), the training silhouette."""
     out = {"n_clusters": clusterer.n_clusters_, "chosen_by": "config",
            "training_silhouette": None if clusterer.silhouette_ is None else round(clusterer.silhouette_, 4),
-           "space": "umap" if clusterer.use_reducer else "features", "metric": clusterer.metric_}
+           "space": "umap" if clusterer.use_reducer else "features", "metric": clusterer.space_metric}
     if clusterer.k_scores_:
         k = auto_k_range(n)
         out.update(chosen_by="silhouette", k_range=[k.start, k.stop - 1],

@@ -215,7 +215,7 @@ def test_plot_report_and_evaluate_cli_on_an_unlabelled_model(tmp_path, fake_embe
 def test_auto_k_on_the_umap_space_finds_the_blobs():
     X, _ = blobs(5, per=60, dim=32)
     c = TopicClusterer(n_clusters="auto", knn=5).fit(X)  # default reducer: 5-d UMAP, euclidean silhouette
-    assert c.metric_ == "euclidean" and c.n_clusters_ == 5
+    assert c.space_metric == "euclidean" and c.n_clusters_ == 5
 
 
 def test_partly_labelled_clusters_keep_topic_names_the_others_get_keywords():
