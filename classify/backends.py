@@ -139,6 +139,8 @@ class TorchEncoder:
 
             hf_logging.disable_progress_bar()
         self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self.max_length = int(self.model.max_seq_length)
 
     def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,

@@ -260,14 +260,15 @@ def plot_cli(
     paths: List[str] = typer.Argument(..., help="Dump files, folders or - for stdin."),
     model: Path = MODEL,
     output: Path = typer.Option(..., "--output", "-o", help="Image: .png, .svg, or .html (interactive, hover shows headlines)."),
-    color_by: str = typer.Option("topic", "--color-by", help="topic, cluster or stance."),
+    color_by: Optional[str] = typer.Option(None, "--color-by", help="topic, cluster or stance (default: topic, "
+                                           "or cluster for a model without a topic classifier)."),
     title: Optional[str] = typer.Option(None, "--title", help="Figure title."),
     quiet: bool = QUIET,
 ):
     """Draw a 2-D cluster map of the dumps' texts over the model's training map."""
     from .plotting import COLOR_BY, PLOT_FORMATS, plot_map
 
-    if color_by not in COLOR_BY:
+    if color_by is not None and color_by not in COLOR_BY:
         _fail(f"--color-by {color_by!r}: expected one of {', '.join(COLOR_BY)}", 2)
     _check_format(output, PLOT_FORMATS)
     loaded, dumps, df, errors = _predict_paths(paths, model, quiet)

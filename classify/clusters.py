@@ -14,11 +14,37 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, clone
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.metrics import silhouette_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 NOISE = -1
+AUTO_MAX_CLUSTERS = 30
+"""``n_clusters="auto"`` tries k = 2 .. min(AUTO_MAX_CLUSTERS, n / AUTO_MIN_PER_CLUSTER) (at least 2)."""
+AUTO_MIN_PER_CLUSTER = 5
+SILHOUETTE_SAMPLE = 5000
+"""Silhouette scores on more points use a seeded sample of this many (the score is O(n²))."""
+NAME_KEYWORDS = 3
+"""A cluster without topic labels is named after its first keywords: ``drone · shahed · kyiv``."""
+
+
+def auto_k_range(n: int) -> range:
+    """The k ``n_clusters="auto"`` tries for ``n`` texts: 2 .. min(30, n // 5), at least 2, at most n - 1."""
+    return range(2, max(2, min(AUTO_MAX_CLUSTERS, n // AUTO_MIN_PER_CLUSTER, n - 1)) + 1)
+
+
+def silhouette(Z, labels, metric: str = "euclidean", random_state: int = 0) -> float | None:
+    """Mean silhouette of the non-noise points (None with fewer than 2 clusters or one point per cluster);
+    over a seeded sample of ``SILHOUETTE_SAMPLE`` points when there are more."""
+    labels = np.asarray(labels)
+    keep = labels != NOISE
+    Z, labels = np.asarray(Z)[keep], labels[keep]
+    k = len(np.unique(labels))
+    if k < 2 or k > len(labels) - 1:
+        return None
+    sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(Z, labels, metric=metric, sample_size=sample, random_state=random_state))
 
 
 def make_reducer(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0):
@@ -44,10 +70,16 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
     The given ``reducer`` and ``clusterer`` are templates: ``fit`` fits clones of them, never the objects
     themselves. ``predict(X)``: majority cluster of the ``knn`` nearest training embeddings (the index,
     ``knn_``, is built by ``fit`` or ``set_reference``; ``predict`` changes nothing).
+
+    ``n_clusters="auto"`` (KMeans): k is the one of ``auto_k_range(n)`` with the best silhouette on the space
+    the clusterer clusters in (the reducer's output, euclidean; without a reducer the features, cosine); ties go
+    to the smaller k. ``n_clusters_`` is the k used, ``k_scores_`` the silhouette of each k tried.
+    ``texts`` (optional in ``fit``) give each cluster its class-based TF-IDF ``keywords_``; a cluster with no
+    topic-labelled member is named after its first ``NAME_KEYWORDS`` keywords.
     """
 
     def __init__(self, algorithm="kmeans", n_clusters=4, min_cluster_size=15, reducer=None, clusterer=None,
-                 use_reducer=True, knn=15, min_purity=0.5, random_state=0):
+                 use_reducer=True, knn=15, min_purity=0.5, n_keywords=8, random_state=0):
         self.algorithm = algorithm
         self.n_clusters = n_clusters
         self.min_cluster_size = min_cluster_size
@@ -56,25 +88,48 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
         self.use_reducer = use_reducer
         self.knn = knn
         self.min_purity = min_purity
+        self.n_keywords = n_keywords
         self.random_state = random_state
 
-    def _clusterer(self):
+    def _clusterer(self, k=None):
         if self.clusterer is not None:
             return clone(self.clusterer)
         if self.algorithm == "hdbscan":
             return HDBSCAN(min_cluster_size=self.min_cluster_size)
-        return KMeans(self.n_clusters, n_init=10, random_state=self.random_state)
+        return KMeans(k or self.n_clusters, n_init=10, random_state=self.random_state)
 
-    def fit(self, X, y=None, features=None, *, topics=None):
+    @property
+    def space_metric(self) -> str:
+        """The distance of the space the clusterer clusters in (what silhouettes are computed with)."""
+        return "euclidean" if self.use_reducer else "cosine"
+
+    def _auto_k(self, Z) -> np.ndarray:
+        """KMeans for every k of ``auto_k_range``; keeps the labels of the best silhouette."""
+        self.k_scores_, best, best_labels = {}, None, None
+        for k in auto_k_range(len(Z)):
+            labels = self._clusterer(k).fit_predict(Z)
+            score = silhouette(Z, labels, self.space_metric, self.random_state)
+            self.k_scores_[k] = None if score is None else round(score, 4)
+            if score is not None and (best is None or score > best + 1e-12):
+                best, best_labels = score, labels
+        if best_labels is None:  # every k gave a single cluster (identical points): keep k = 2
+            best_labels = self._clusterer(2).fit_predict(Z)
+        return best_labels
+
+    def fit(self, X, y=None, features=None, *, topics=None, texts=None):
         X = validate_data(self, X, dtype=np.float32)
         if len(X) < 2:
             raise ValueError(f"TopicClusterer needs at least 2 samples, got {len(X)} sample")
         if topics is None:
             topics = y
         if topics is not None:
-            topics = list(np.asarray(topics).tolist())
+            topics = list(np.asarray(topics, dtype=object).tolist())
             if len(topics) != len(X):
                 raise ValueError(f"{len(topics)} topics for {len(X)} samples")
+            if all(t is None for t in topics):
+                topics = None
+        if texts is not None and len(texts) != len(X):
+            raise ValueError(f"{len(texts)} texts for {len(X)} samples")
         Z = X
         if features is not None:
             Z = check_array(features, dtype=np.float32)
@@ -83,8 +138,16 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
         if self.use_reducer:
             reducer = clone(self.reducer) if self.reducer is not None else make_reducer(random_state=self.random_state)
             Z = reducer.fit_transform(Z)
-        labels = np.asarray(self._clusterer().fit_predict(Z), dtype=np.int64)
+        self.k_scores_ = {}
+        if self.n_clusters == "auto" and self.algorithm == "kmeans" and self.clusterer is None:
+            labels = self._auto_k(Z)
+        else:
+            labels = self._clusterer().fit_predict(Z)
+        labels = np.asarray(labels, dtype=np.int64)
+        self.n_clusters_ = int(len(set(labels.tolist()) - {NOISE}))
+        self.silhouette_ = silhouette(Z, labels, self.space_metric, self.random_state)
         self.set_reference(X, labels)
+        self.keywords_ = cluster_keywords(list(texts), labels, self.n_keywords) if texts is not None else {}
         self._name(topics)
         return self
 
@@ -101,14 +164,22 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
         ids = sorted(set(self.labels_.tolist()))
         self.cluster_ids_ = np.array(ids, dtype=np.int64)
         self.cluster_topics_, self.cluster_purity_, names = [], [], []
+        keywords = getattr(self, "keywords_", {})
         for cid in ids:
-            members = [t for t, c in zip(topics, self.labels_) if c == cid] if topics is not None else []
+            members = [t for t, c in zip(topics, self.labels_) if c == cid and t is not None] if topics is not None else []
             topic, count = Counter(members).most_common(1)[0] if members else (None, 0)
             purity = count / max(len(members), 1)
             keep = cid != NOISE and topic is not None and purity >= self.min_purity
             self.cluster_topics_.append(topic if keep else None)
             self.cluster_purity_.append(round(purity, 3))
-            names.append("noise" if cid == NOISE else topic if keep else f"cluster {cid}")
+            if cid == NOISE:
+                names.append("noise")
+            elif keep:
+                names.append(topic)
+            elif not members and keywords.get(cid):  # no topic labels here: named by its keywords
+                names.append(" · ".join(keywords[cid][:NAME_KEYWORDS]))
+            else:
+                names.append(f"cluster {cid}")
         # Two clusters of one topic: number them so each name stays unique.
         totals = Counter(names)
         seen: Counter = Counter()
@@ -163,8 +234,18 @@ class MapProjector(TransformerMixin, BaseEstimator):
         return (self.coords_[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
 
 
-def cluster_keywords(texts: list[str], labels, top_n: int = 8) -> dict[int, list[str]]:
-    """Class-based TF-IDF (as in BERTopic): words frequent in one cluster and rare across clusters."""
+MIN_LIFT = 2.0
+"""A keyword is at least this many times as frequent (per word) in its cluster as in the other clusters."""
+
+
+def cluster_keywords(texts: list[str], labels, top_n: int = 8, min_lift: float = MIN_LIFT) -> dict[int, list[str]]:
+    """Class-based TF-IDF (as in BERTopic): words frequent in one cluster and rare across clusters.
+
+    Each cluster's texts are one document; a word's score in cluster c is tf(w, c) * log(1 + A / f(w)): its count
+    in c over the words of c, times the log of 1 + the average number of words per cluster over its count in all
+    clusters. Ranked by that score, a word is kept only if its rate in c is at least ``min_lift`` times its rate in
+    the other clusters: the score alone lets a very frequent word spread over every cluster ("said") outrank
+    a cluster's own words when there are few clusters. ``min_lift=0``: the score alone."""
     labels = np.asarray(labels)
     ids = sorted(set(labels.tolist()))
     docs = [" ".join(t for t, c in zip(texts, labels) if c == cid) for cid in ids]
@@ -177,8 +258,12 @@ def cluster_keywords(texts: list[str], labels, top_n: int = 8) -> dict[int, list
     avg = counts.sum() / max(len(ids), 1)
     idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
     scores = tf * idf
+    if len(ids) > 1:  # over-represented in the cluster: rate here >= min_lift x rate in the other clusters
+        rest = counts.sum(axis=0, keepdims=True) - counts
+        rest_rate = rest / np.maximum(rest.sum(axis=1, keepdims=True), 1)
+        scores[tf < min_lift * rest_rate] = 0
     words = vec.get_feature_names_out()
-    return {cid: [words[j] for j in np.argsort(-scores[i], kind="stable")[:top_n] if scores[i, j] > 0]
+    return {cid: [words[j] for j in np.argsort(-scores[i], kind="stable") if scores[i, j] > 0][:top_n]
             for i, cid in enumerate(ids)}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, display_name, one_line, quote
 
@@ -54,6 +54,10 @@ class EmbeddingConfig(_Strict):
     backend: Literal["torch", "onnx", "onnx-int8", "static"] = "torch"
     """Encoder: sentence-transformers (torch), its ONNX export run by onnxruntime (fp32 or int8), or a static
     model distilled from it (topics and clusters only: refused with stance enabled)."""
+    long_texts: Literal["truncate", "chunk"] = "truncate"
+    """Texts longer than the encoder's window (256 word pieces for MiniLM): `chunk` splits them into sentences
+    packed into windows, embeds each and averages (L2-normalised); `truncate` keeps only the first window.
+    Contextual backends only (the static model has no window)."""
 
 
 class _Source(_Strict):
@@ -123,8 +127,8 @@ class ClusteringConfig(_Strict):
     enabled: bool = True
     """Cluster the topic texts (needs topic data)."""
     algorithm: Literal["kmeans", "hdbscan"] = "kmeans"
-    n_clusters: int | None = Field(None, ge=2)
-    """KMeans clusters; null = one per configured topic."""
+    n_clusters: Union[int, Literal["auto"], None] = None
+    """KMeans clusters; null = one per configured topic; `auto` = the k of best silhouette, 2..min(30, n/5)."""
     min_cluster_size: int = Field(15, ge=2)
     """HDBSCAN's smallest cluster."""
     reducer: ReducerConfig | None = Field(default_factory=ReducerConfig)
@@ -140,6 +144,13 @@ class ClusteringConfig(_Strict):
     """Keywords kept per cluster (class-based TF-IDF)."""
     map_method: Literal["umap", "pca"] = "umap"
     """How the 2-D map of the training texts is drawn."""
+
+    @field_validator("n_clusters", mode="before")
+    @classmethod
+    def _k(cls, value):
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            return value
+        raise ValueError(f"expected an integer of at least 2, auto or null, found {quote(value)}")
 
 
 class StanceClassifierConfig(_Strict):
@@ -221,6 +232,14 @@ class Config(_Strict):
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
+        return self
+
+    @model_validator(mode="after")
+    def _auto_needs_kmeans(self) -> "Config":
+        c = self.clustering
+        if c.enabled and c.n_clusters == "auto" and c.algorithm != "kmeans":
+            raise ValueError(f"clustering.n_clusters: auto picks KMeans' k; {c.algorithm} finds its own number of "
+                             "clusters (use clustering.algorithm: kmeans, or drop n_clusters)")
         return self
 
     @model_validator(mode="after")
@@ -337,6 +356,7 @@ def _error_line(err: ValidationError, source: str) -> str:
     msg = first["msg"]
     if first["type"] == "value_error" and not loc:  # a model validator: its message names the key itself
         return f"{source}: {msg.removeprefix('Value error, ')}"
+    msg = msg.removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see README 'Configuration')"
     elif "input" in first and first["type"] not in {"missing", "value_error", "assertion_error"}:

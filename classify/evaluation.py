@@ -114,6 +114,14 @@ def format_report(report: dict) -> str:
             lines.append(f"  {k:{width}s}" + "".join(f"{v:11d}" for v in row))
     c = report.get("clustering")
     if c:
-        lines.append(f"clustering NMI {c['nmi']:.3f}  ARI {c['ari']:.3f}  accuracy (best matching) {c['accuracy']:.3f}  "
-                     f"accuracy of cluster names {c['named_accuracy']:.3f}")
+        if "nmi" in c:
+            named = f"  accuracy of cluster names {c['named_accuracy']:.3f}" if "named_accuracy" in c else ""
+            lines.append(f"clustering NMI {c['nmi']:.3f}  ARI {c['ari']:.3f}  accuracy (best matching) "
+                         f"{c['accuracy']:.3f}{named}")
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+        lines.append(f"clustering silhouette {fmt(c.get('silhouette'))} ({c.get('silhouette_space')}; "
+                     f"training {fmt(c.get('training_silhouette'))}, {c.get('training_silhouette_space', 'n/a')})  "
+                     f"{c.get('n_clusters')} clusters")
+        for name, n in c.get("sizes", {}).items():
+            lines.append(f"  {n:6d}  {name}  (training {c.get('training_sizes', {}).get(name, 0)})")
     return "\n".join(lines)

@@ -138,6 +138,8 @@ def _load_clusters(folder: Path) -> tuple[TopicClusterer, MapProjector, dict]:
     clusterer.cluster_names_ = info["names"]
     clusterer.cluster_topics_ = info["topics"]
     clusterer.cluster_purity_ = info["purity"]
+    clusterer.keywords_ = {int(k): v for k, v in info.get("keywords", {}).items()} \
+        if isinstance(info.get("keywords"), dict) else {}
     projector = MapProjector(**info["map_params"])
     projector.reference_ = arrays["embeddings"]
     projector.coords_ = arrays["coords"]
@@ -246,7 +248,11 @@ def load_model(directory: str | Path) -> Model:
         missing = [f for c in components for f in COMPONENT_FILES.get(c, []) if not (directory / f).is_file()]
         if missing:
             raise ModelError(f"{directory}: not a complete classify model, missing {', '.join(missing)}; retrain it")
-        config = Config.model_validate_json((directory / "config.json").read_text())
+        raw_config = json.loads((directory / "config.json").read_text())
+        if isinstance(raw_config, dict) and isinstance(raw_config.get("embedding"), dict):
+            # Models saved before embedding.long_texts existed embedded long texts truncated: keep doing so.
+            raw_config["embedding"].setdefault("long_texts", "truncate")
+        config = Config.model_validate(raw_config)
         clusterer, projector, info = _load_clusters(directory) if "clusters" in components else (None, None, {})
         cross_encoder = CrossEncoder.load(directory) if "cross_encoder" in components else None
         stance = None

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from .clusters import MapProjector, TopicClusterer, cluster_keywords, lsa_features, make_reducer, representatives
+from .clusters import (NOISE, MapProjector, TopicClusterer, auto_k_range, lsa_features, make_reducer, representatives,
+                       silhouette)
 from .config import Config
 from .data import Corpus, StancePair, check_trainable, load_corpus
 from .dumps import Dump
@@ -35,7 +36,15 @@ def log(message: str, quiet: bool = False) -> None:
 
 def make_embedder(config: Config, quiet: bool = False) -> Embedder:
     e = config.embedding
-    return Embedder(e.model, batch_size=e.batch_size, cache_dir=e.cache_dir, show_progress=not quiet, backend=e.backend)
+    return Embedder(e.model, batch_size=e.batch_size, cache_dir=e.cache_dir, show_progress=not quiet, backend=e.backend,
+                    long_texts=e.long_texts)
+
+
+def log_long_texts(embedder, quiet: bool = False) -> None:
+    """The run's one line on texts longer than the encoder's window (nothing when there were none)."""
+    line = getattr(embedder, "long_texts_line", lambda: None)()
+    if line:
+        log(line, quiet)
 
 
 def build_clusterer(config: Config) -> TopicClusterer:
@@ -46,7 +55,7 @@ def build_clusterer(config: Config) -> TopicClusterer:
         reducer = make_reducer(r.n_components, r.n_neighbors, r.min_dist, r.metric, config.seed)
     return TopicClusterer(algorithm=c.algorithm, n_clusters=c.n_clusters or len(config.labels.topics),
                           min_cluster_size=c.min_cluster_size, reducer=reducer, use_reducer=c.reducer is not None,
-                          knn=c.knn, min_purity=c.min_purity, random_state=config.seed)
+                          knn=c.knn, min_purity=c.min_purity, n_keywords=c.keywords, random_state=config.seed)
 
 
 def cluster_inputs(config: Config, X: np.ndarray, texts: list[str]) -> np.ndarray | None:
@@ -147,14 +156,24 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             model.topic = LogisticRegression(C=t.C, class_weight=t.class_weight, max_iter=t.max_iter,
                                              random_state=config.seed).fit(X, corpus.topics)
         if config.clustering.enabled:
-            log("clustering (UMAP + " + config.clustering.algorithm + ")", quiet)
-            model.clusterer = build_clusterer(config).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts))
-            model.projector = MapProjector(method=config.clustering.map_method, random_state=config.seed).fit(X)
-            labels = model.clusterer.labels_
+            c = config.clustering
+            log(("clustering (UMAP + " if c.reducer is not None else "clustering (") + c.algorithm + ")", quiet)
+            clusterer = build_clusterer(config).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
+                                                    texts=corpus.texts)
+            model.clusterer = clusterer
+            model.projector = MapProjector(method=c.map_method, random_state=config.seed).fit(X)
+            labels = clusterer.labels_
             model.clusters_info = {
-                "keywords": {str(k): v for k, v in cluster_keywords(corpus.texts, labels, config.clustering.keywords).items()},
+                "keywords": {str(k): v for k, v in clusterer.keywords_.items()},
                 "examples": {str(k): v for k, v in representatives(X, labels, corpus.texts).items()},
             }
+            model.meta["clustering"] = clustering_meta(clusterer, len(X))
+            if c.n_clusters == "auto" and c.algorithm == "kmeans":
+                k_range = auto_k_range(len(X))
+                score = clusterer.k_scores_.get(clusterer.n_clusters_)
+                log(f"clustering.n_clusters auto: k = {clusterer.n_clusters_} (best silhouette "
+                    f"{'n/a' if score is None else f'{score:.3f}'} over k = {k_range.start}..{k_range.stop - 1}, "
+                    f"{'UMAP space, euclidean' if clusterer.use_reducer else 'features, cosine'})", quiet)
 
     if corpus.pairs and config.stance.enabled:
         pairs = corpus.pairs
@@ -168,11 +187,14 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,
                                                        groups=[p.group or p.headline for p in pairs])
 
+    log_long_texts(embedder, quiet)
     model.meta = {
+        **model.meta,
         "training": {
             "seconds": round(time.perf_counter() - start, 1),
             "topic_texts": len(corpus.texts),
-            "topic_counts": dict(Counter(corpus.topics)),
+            "topic_counts": dict(Counter(t for t in corpus.topics if t is not None)),
+            "unlabelled_topic_texts": sum(t is None for t in corpus.topics),
             "stance_pairs": len(corpus.pairs),
             "stance_counts": dict(Counter(p.label for p in corpus.pairs)),
             "stance_validation": model.stance.validation_ if model.stance is not None else None,
@@ -180,6 +202,20 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         "labels": {"topics": config.labels.topics, "stances": config.labels.stances},
     }
     return model
+
+
+def clustering_meta(clusterer: TopicClusterer, n: int) -> dict:
+    """What the model's meta.json says of its clusters: k (and how it was chosen), the training silhouette."""
+    out = {"n_clusters": clusterer.n_clusters_, "chosen_by": "config",
+           "training_silhouette": None if clusterer.silhouette_ is None else round(clusterer.silhouette_, 4),
+           "space": "umap" if clusterer.use_reducer else "features", "metric": clusterer.space_metric}
+    if clusterer.k_scores_:
+        k = auto_k_range(n)
+        out.update(chosen_by="silhouette", k_range=[k.start, k.stop - 1],
+                   silhouette_by_k={str(a): b for a, b in clusterer.k_scores_.items()})
+    if clusterer.algorithm == "hdbscan":
+        out["chosen_by"] = "hdbscan"
+    return out
 
 
 def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = None, quiet: bool = False) -> pd.DataFrame:
@@ -203,6 +239,7 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
         return df.reindex(columns=PREDICTION_COLUMNS)
 
     vectors = embedder.encode(texts + stance_texts)
+    log_long_texts(embedder, quiet)
     X = vectors[: len(texts)]
     lookup = dict(zip(texts + stance_texts, vectors))
 
@@ -276,11 +313,7 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         if model.topic is not None:
             report["topic"] = class_report(corpus.topics, model.topic.predict(X).tolist(), model.topics)
         if model.clusterer is not None:
-            ids = model.clusterer.predict(X)
-            report["clustering"] = clustering_report(corpus.topics, ids)
-            topic_of = dict(zip(model.clusterer.cluster_ids_.tolist(), model.clusterer.cluster_topics_))
-            named = [topic_of[int(i)] for i in ids]  # None for clusters that match no topic
-            report["clustering"]["named_accuracy"] = float(np.mean([n == g for n, g in zip(named, corpus.topics)]))
+            report["clustering"] = cluster_evaluation(model, X, corpus.topics)
     if corpus.pairs and model.stance is not None:
         heads = [p.headline for p in corpus.pairs]
         bodies = [p.body for p in corpus.pairs]
@@ -291,5 +324,39 @@ def evaluate(model: Model, corpus: Corpus, embedder: Embedder | None = None, qui
         report["stance"] = stance_report(gold, pred, scores, bodies, [p.source for p in corpus.pairs], model.config,
                                          groups=heads)
         report["stance"]["pairs_per_second"] = round(len(gold) / max(seconds, 1e-9), 1)
+    log_long_texts(embedder, quiet)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
+
+
+def cluster_evaluation(model: Model, X: np.ndarray, topics: list) -> dict:
+    """What needs no labels: the silhouette of the texts' clusters and the cluster sizes (here and in training);
+    where texts have topics, also NMI, ARI, best-matching accuracy and the accuracy of the topic names.
+
+    ``silhouette``: the evaluated texts, in the space ``predict`` assigns them in (embeddings, cosine);
+    ``training_silhouette``: the training texts in the space the clusterer clustered in (UMAP output, euclidean;
+    the features, cosine, without a reducer), from the model."""
+    c = model.clusterer
+    ids = c.predict(X) if len(X) else np.zeros(0, dtype=np.int64)
+    names = dict(zip(c.cluster_ids_.tolist(), c.cluster_names_))
+    counts = Counter(int(i) for i in ids)
+    out: dict = {"n": len(ids), "n_clusters": int(len(set(c.labels_.tolist()) - {NOISE}))}
+    score = silhouette(X, ids, "cosine", model.config.seed) if len(ids) else None
+    out["silhouette"] = None if score is None else round(score, 4)
+    out["silhouette_space"] = "embeddings, cosine"
+    meta = model.meta.get("clustering") or {}
+    out["training_silhouette"] = meta.get("training_silhouette")
+    if meta:
+        out["training_silhouette_space"] = f"{meta.get('space')}, {meta.get('metric')}"
+    out["sizes"] = {names[cid]: counts.get(cid, 0) for cid in c.cluster_ids_.tolist()}
+    out["training_sizes"] = {names[cid]: int((c.labels_ == cid).sum()) for cid in c.cluster_ids_.tolist()}
+    labelled = [i for i, t in enumerate(topics) if t is not None]
+    if labelled:
+        gold = [topics[i] for i in labelled]
+        out.update(clustering_report(gold, ids[labelled]))
+        out["n"], out["labelled"] = len(ids), len(labelled)
+        if any(t is not None for t in c.cluster_topics_):
+            topic_of = dict(zip(c.cluster_ids_.tolist(), c.cluster_topics_))
+            named = [topic_of[int(ids[i])] for i in labelled]  # None for clusters that match no topic
+            out["named_accuracy"] = float(np.mean([n == g for n, g in zip(named, gold)]))
+    return out

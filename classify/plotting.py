@@ -35,12 +35,20 @@ def color_map(model: Model, categories: list[str]) -> dict[str, str]:
     return {**colors, **{c: v for c, v in fixed.items() if c in categories}}
 
 
+def default_color_by(model: Model) -> str:
+    """Topics when the model has a topic classifier, else its clusters (named by their keywords)."""
+    return "topic" if model.topic is not None or model.clusterer is None else "cluster"
+
+
 def map_points(model: Model, df: pd.DataFrame, dumps: list[Dump], color_by: str, embedder=None) -> pd.DataFrame:
     """The rows of ``predict_dumps`` with x, y map coordinates and the category to colour by."""
     if model.projector is None:
         raise ClassifyError("this model has no cluster map (it was trained without topic texts)")
     if color_by == "stance" and model.stance is None:
         raise ClassifyError("--color-by stance: this model has no stance classifier")
+    if color_by == "topic" and model.topic is None:
+        raise ClassifyError("--color-by topic: this model has no topic classifier (trained with topic.enabled: "
+                            "false); use --color-by cluster")
     texts = [t for d in dumps for t in [d.text] + [r.text for r in d.related]]
     from .pipeline import make_embedder
 
@@ -64,9 +72,10 @@ def _cluster_centres(model: Model) -> list[tuple[str, float, float]]:
     return out
 
 
-def plot_map(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str | Path, color_by: str = "topic",
+def plot_map(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str | Path, color_by: str | None = None,
              title: str | None = None, embedder=None) -> None:
     output = Path(output)
+    color_by = color_by or default_color_by(model)
     points = map_points(model, df, dumps, color_by, embedder)
     title = title or f"News map: {len(dumps)} dumps, {len(points)} texts, coloured by {color_by}"
     if output.suffix.lower() == ".html":

@@ -11,7 +11,7 @@ import pandas as pd
 from .dumps import Dump
 from .model import Model
 from .output import atomic_write
-from .plotting import MAP_CSS, map_figure_bytes, map_points, map_svg
+from .plotting import MAP_CSS, default_color_by, map_figure_bytes, map_points, map_svg
 
 REPORT_FORMATS = (".html", ".md")
 
@@ -58,20 +58,21 @@ def _headline(text: str) -> str:
 
 def write_report(model: Model, df: pd.DataFrame, dumps: list[Dump], output: str | Path, embedder=None) -> None:
     output = Path(output)
-    points = map_points(model, df, dumps, "topic", embedder)
+    by = default_color_by(model)
+    points = map_points(model, df, dumps, by, embedder)
     title = f"News report: {len(dumps)} dumps, {len(df)} texts"
     tables = report_tables(model, df)
     if output.suffix.lower() == ".md":
         figure = output.with_name(f"{output.stem}_map.png")
-        atomic_write(figure, map_figure_bytes(model, points, "Cluster map, coloured by topic", "topic"))
+        atomic_write(figure, map_figure_bytes(model, points, f"Cluster map, coloured by {by}", by))
         parts = [f"# {title}", "", f"![Cluster map]({figure.name})", ""]
         for heading, table in tables.items():
             parts += [f"## {md_escape(heading)}", "", _markdown(table), ""]
         atomic_write(output, "\n".join(parts))
         return
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>Cluster map</h2>",
-            "<p>Grey: the model's training texts; coloured: these dumps' texts by topic (large dots: articles). "
-            "Hover a point for its headline.</p>", map_svg(model, points, "topic")]
+            f"<p>Grey: the model's training texts; coloured: these dumps' texts by {by} (large dots: articles). "
+            "Hover a point for its headline.</p>", map_svg(model, points, by)]
     for heading, table in tables.items():
         body += [f"<h2>{html.escape(heading)}</h2>", table.to_html(classes="t", border=0, escape=True)]
     css = MAP_CSS + "table.t{border-collapse:collapse;font-size:14px;margin-bottom:8px}" \

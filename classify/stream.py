@@ -182,7 +182,10 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
     ``chunk_size`` rows at a time, a bad row is one error and the other rows go on."""
     from tqdm.auto import tqdm
 
+    from . import pipeline
+
     result = StreamResult()
+    embedder = embedder or pipeline.make_embedder(model.config, quiet=True)
 
     def error(err: DumpError) -> None:
         result.errors.append(err)
@@ -207,6 +210,7 @@ def predict_to_file(model, paths: Iterable[str], output: str | Path, chunk_size:
             bar.update(len(df))
         result.rows = writer.rows
     result.files = counter[0]
+    pipeline.log_long_texts(embedder, quiet)  # once for the run, not per chunk
     return result
 
 

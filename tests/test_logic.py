@@ -218,9 +218,20 @@ def test_cluster_keywords_by_hand():
 def test_cluster_keywords_shared_words_rank_lower():
     texts = ["war news war", "war report", "budget news", "budget vote"]
     # 'news' is in both clusters: its idf is log(1 + 3 / 2) < 'report' / 'vote' log(1 + 3 / 1)
-    kw = cluster_keywords(texts, [0, 0, 1, 1])
+    kw = cluster_keywords(texts, [0, 0, 1, 1], min_lift=0)  # the score alone
     assert kw[0][0] == "war" and kw[1][0] == "budget"
     assert kw[0].index("report") < kw[0].index("news") and kw[1].index("vote") < kw[1].index("news")
+    # ... and, at 1/5 of cluster 0's words and 1/4 of cluster 1's, it is not over-represented in either: dropped
+    assert cluster_keywords(texts, [0, 0, 1, 1]) == {0: ["war", "report"], 1: ["budget", "vote"]}
+
+
+def test_cluster_keywords_drop_a_frequent_word_spread_over_every_cluster():
+    # 'said' is the most frequent word of each cluster: c-TF-IDF alone ranks it first in both
+    # (half of the 8 words of each cluster: 4/8 * log(1 + 8/8) = 0.347 > 1/8 * log(1 + 8/1) = 0.275)
+    texts = ["said said drone kyiv", "said said strike shahed", "said said tax budget", "said said vote rise"]
+    assert cluster_keywords(texts, [0, 0, 1, 1], min_lift=0)[0][0] == "said"
+    kw = cluster_keywords(texts, [0, 0, 1, 1])
+    assert kw == {0: ["drone", "kyiv", "shahed", "strike"], 1: ["budget", "rise", "tax", "vote"]}
 
 
 def test_cluster_keywords_without_words():
