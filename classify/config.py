@@ -194,6 +194,11 @@ class StanceConfig(_Strict):
     embedding_features: bool = True
     """Add the element-wise products and differences of headline and body embeddings (4 x 384 columns);
     without them only similarities and lexical cues are used, which generalise better to unseen claims."""
+    views: list[Literal["full", "lead", "title"]] = Field(default_factory=lambda: ["full"], min_length=1)
+    """Train on every stance pair as each of these views of its story: `full`, `lead` (title and first sentence),
+    `title`. More than one keeps a story's length from deciding its label (real pages show long and short
+    snippets for every label); the cross-encoder's epochs still count passes over the pairs (its steps are the
+    same)."""
     text_embedding: bool | None = None
     """Add the story's own embedding to the features (what it says, whoever the target). null: on for schemes
     without an unrelated label (favor / against / none: the target is fixed, the text carries the stance), off
@@ -229,6 +234,8 @@ class Config(_Strict):
             raise ValueError(f"labels.unrelated: {u!r} is not one of labels.stances {self.labels.stances}")
         if self.stance.two_stage and u is None:
             raise ValueError("stance.two_stage needs labels.unrelated")
+        if len(set(self.stance.views)) != len(self.stance.views):
+            raise ValueError(f"stance.views: each view at most once, found {self.stance.views}")
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ from .metrics import (calibration_report, class_report, clustering_report, f_avg
                       label_f1, per_group_report, related_accuracy)
 from .model import Model
 from .crossencoder import CrossEncoder
-from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts
+from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
                       "stance_score"]
@@ -76,7 +77,8 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                   random_state=config.seed)
     cross_encoder = None
     if ce.enabled:
-        cross_encoder = CrossEncoder(config.embedding.model, ce.epochs, ce.learning_rate, ce.batch_size,
+        # with several story views each pair comes len(views) times: the same number of steps as one view
+        cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
@@ -92,6 +94,29 @@ def memoised(embed, texts: list[str]):
     texts = list(dict.fromkeys(texts))
     vectors = dict(zip(texts, embed(texts))) if texts else {}
     return lambda ts: np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
+
+
+def story_view(body: str, view: str) -> str:
+    """A story as a page may show it: ``full``, ``lead`` (title and first sentence) or ``title`` (the first
+    sentence of title + snippet, which is the title)."""
+    if view == "full":
+        return body
+    sentences = split_sentences(body)
+    return " ".join(sentences[: 1 if view == "title" else 2])
+
+
+def story_views(pairs: list[StancePair], views: list[str]) -> list[StancePair]:
+    """Every pair once per view (same label and group), views of a pair that read the same text once: a story's
+    length then says nothing about its label, whatever lengths the writers of each label happened to use."""
+    out = []
+    for p in pairs:
+        seen = set()
+        for view in views:
+            body = story_view(p.body, view)
+            if body not in seen:
+                seen.add(body)
+                out.append(dataclasses.replace(p, body=body))
+    return out
 
 
 def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str,
@@ -182,6 +207,9 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
                                    config.stance.hard_negative_max_similarity)
             log(f"hard negatives: {len(extra)} unrelated pairs of similar stories of other events", quiet)
             pairs = pairs + extra
+        if config.stance.views != ["full"]:
+            pairs = story_views(pairs, config.stance.views)
+            log(f"story views {'/'.join(config.stance.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
         model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,

@@ -110,3 +110,26 @@ def test_unrelated_pairs_are_drawn_from_other_headlines(tiny_config):
         if p.label != "unrelated":
             own.setdefault(p.headline, set()).add(p.body)
     assert all(p.body not in own[p.headline] for p in unrelated)
+
+
+def test_story_views_reach_training_and_keep_the_cross_encoder_steps(tiny_config, fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+    from classify.stance import StanceModel
+
+    seen = {}
+    real_fit = StanceModel.fit
+
+    def spy(self, headlines, bodies, labels, embed, groups=None):
+        seen["bodies"] = list(bodies)
+        return real_fit(self, headlines, bodies, labels, embed, groups)
+
+    monkeypatch.setattr(StanceModel, "fit", spy)
+    pipeline.train(tiny_config, quiet=True, embedder=fake_embedder)
+    one = seen["bodies"]
+    views = tiny_config.model_copy(deep=True)
+    views.stance.views = ["full", "title"]
+    pipeline.train(views, quiet=True, embedder=fake_embedder)
+    titles = {pipeline.story_view(b, "title") for b in one}
+    assert len(one) < len(seen["bodies"]) <= 2 * len(one) and titles <= set(seen["bodies"])
+    views.stance.cross_encoder.enabled, views.stance.cross_encoder.epochs = True, 3.0
+    assert pipeline.build_stance(views, quiet=True).cross_encoder.epochs == 1.5

@@ -244,3 +244,24 @@ def test_text_embedding_adds_the_story_vector_and_is_on_by_default_only_without_
     assert build_stance(validate_config({"data": data}, check_files=False), quiet=True).text_embedding is False
     forced = validate_config({"data": data, "stance": {"text_embedding": True}}, check_files=False)
     assert build_stance(forced, quiet=True).text_embedding is True
+
+
+def test_story_views_cut_the_story_and_keep_label_and_group():
+    from classify.config import validate_config
+    from classify.data import StancePair
+    from classify.errors import ConfigError
+    from classify.pipeline import story_view, story_views
+
+    body = "Kyiv hit by drones. Officials said four died. Power was cut in two districts."
+    assert story_view(body, "title") == "Kyiv hit by drones."
+    assert story_view(body, "lead") == "Kyiv hit by drones. Officials said four died."
+    assert story_view(body, "full") == body
+    pairs = [StancePair("H", body, "agree", "e1", "s", "e1"), StancePair("H", "Short title only", "unrelated", "e1")]
+    out = story_views(pairs, ["full", "lead", "title"])
+    assert [p.body for p in out] == [body, story_view(body, "lead"), "Kyiv hit by drones.", "Short title only"]
+    assert {(p.label, p.group) for p in out[:3]} == {("agree", "e1")} and out[0].body_event == "e1"
+    data = {"train": [{"type": "topics_jsonl", "path": "x.jsonl"}]}
+    with pytest.raises(ConfigError, match="stance.views"):
+        validate_config({"data": data, "stance": {"views": ["full", "full"]}}, check_files=False)
+    with pytest.raises(ConfigError, match="views"):
+        validate_config({"data": data, "stance": {"views": ["middle"]}}, check_files=False)
