@@ -156,3 +156,21 @@ def test_page_shaped_corpus_breaks_the_negation_shortcut():
     for s in stories:
         if s.get("hard") == "disagree_no_negation":
             assert s["stance"] == "disagree" and not has_negation(s["title"] + " " + s["snippet"]), s["title"]
+
+
+def test_story_length_does_not_give_the_label_away():
+    """Real pages show long snippets for every story. When our writers wrote `unrelated` stories at half the
+    length of related ones, the cross-encoder learned "short = unrelated" and called long real snippets related.
+    A classifier on the story's word count alone must stay near chance on related vs unrelated."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    def xy(path):
+        stories = [s for r in rows(path) for s in r["stories"]]
+        X = [[len(f"{s['title']} {s.get('snippet', '')}".split())] for s in stories]
+        return X, [s["stance"] == "unrelated" for s in stories]
+
+    X, y = xy(PAGES / "train.jsonl")
+    Xt, yt = xy(PAGES / "test.jsonl")
+    stump = DecisionTreeClassifier(max_depth=2, class_weight="balanced", random_state=0).fit(X, y)
+    assert balanced_accuracy_score(yt, stump.predict(Xt)) < 0.65
