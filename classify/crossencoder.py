@@ -18,7 +18,8 @@ from .embed import resolve_model_path
 
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
-                 batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True):
+                 batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
+                 length_batches: bool = True):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -26,6 +27,7 @@ class CrossEncoder:
         self.max_length = max_length
         self.seed = seed
         self.show_progress = show_progress
+        self.length_batches = length_batches
 
     def _build(self, n_classes: int):
         import torch
@@ -72,11 +74,13 @@ class CrossEncoder:
         return self
 
     def _batches(self, headlines, contexts, n: int) -> list[np.ndarray]:
-        """Training batches for ``epochs`` passes: a seeded shuffle, then pairs of similar length batched
-        together inside windows of 50 batches (less padding), and the batches shuffled again."""
+        """Training batches for ``epochs`` passes: a seeded shuffle, then (``length_batches``) pairs of similar
+        length batched together inside windows of 50 batches (less padding), and the batches shuffled again."""
         rng = np.random.RandomState(self.seed)
         total = max(self.batch_size, int(round(self.epochs * n)))
         order = np.concatenate([rng.permutation(n) for _ in range(-(-total // n))])[:total]
+        if not self.length_batches:
+            return [order[i:i + self.batch_size] for i in range(0, total, self.batch_size)]
         lengths = np.array([len(headlines[i]) + len(contexts[i]) for i in order])
         window = self.batch_size * 50
         batches = []
@@ -105,7 +109,8 @@ class CrossEncoder:
         state = {f"encoder.{k}": v.contiguous() for k, v in self.encoder_.state_dict().items()}
         state.update({f"head.{k}": v.contiguous() for k, v in self.head_.state_dict().items()})
         save_file(state, str(folder / "cross_encoder.safetensors"))
-        params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed")}
+        params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
+                                                "length_batches")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

@@ -39,3 +39,22 @@ def test_second_stage_cross_encoder_needs_two_stage(tiny_config):
         validate_config(raw, check_files=False)
     raw["stance"].update(cross_encoder={"enabled": True, "labels": "all"})
     validate_config(raw, check_files=False)  # a cross-encoder on all labels needs no first stage
+
+
+def test_training_batches_group_lengths_only_when_asked():
+    from classify.crossencoder import CrossEncoder
+
+    heads = ["h"] * 200
+    contexts = ["x" * (i % 7 + 1) * 20 for i in range(200)]  # seven lengths, interleaved
+
+    def spread(ce):  # mean length range inside a batch
+        return np.mean([np.ptp([len(contexts[i]) for i in b]) for b in ce._batches(heads, contexts, 200)])
+
+    grouped, plain = CrossEncoder(batch_size=10, epochs=2), CrossEncoder(batch_size=10, epochs=2, length_batches=False)
+    for ce in (grouped, plain):
+        batches = ce._batches(heads, contexts, 200)
+        assert sorted(np.concatenate(batches).tolist()) == sorted(list(range(200)) * 2)  # every pair twice
+    assert spread(grouped) < 20 < spread(plain)
+    assert validate_config({"data": {"train": [{"type": "topics_jsonl", "path": "x"}]},
+                            "stance": {"cross_encoder": {"length_batches": False}}},
+                           check_files=False).stance.cross_encoder.length_batches is False
