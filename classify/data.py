@@ -27,6 +27,8 @@ class StancePair:
     body_event: str = ""
     """The event the body reports, where known ("" = unknown): hard-negative mining never pairs a headline with a
     body of its own event."""
+    view: str = "full"
+    """Which view of the story the body is (``stance.views``): ``full``, ``lead`` or ``title``."""
 
 
 @dataclass

@@ -116,7 +116,7 @@ def story_views(pairs: list[StancePair], views: list[str]) -> list[StancePair]:
             body = story_view(p.body, view)
             if body not in seen:
                 seen.add(body)
-                out.append(dataclasses.replace(p, body=body))
+                out.append(dataclasses.replace(p, body=body, view=view))
     return out
 
 
@@ -214,7 +214,8 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
         model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,
-                                                       groups=[p.group or p.headline for p in pairs])
+                                                       groups=[p.group or p.headline for p in pairs],
+                                                       tune_on=[p.view == "full" for p in pairs])
 
     log_long_texts(embedder, quiet)
     model.meta = {

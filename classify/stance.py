@@ -417,8 +417,12 @@ class StanceModel:
         return proba
 
     # -- estimator API ----------------------------------------------------------------------------------
-    def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None) -> "StanceModel":
-        """``groups`` (event or headline of each pair) keep a group on one side of the validation split."""
+    def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
+            tune_on=None) -> "StanceModel":
+        """``groups`` (event or headline of each pair) keep a group on one side of the validation split;
+        ``tune_on`` (a mask; default all) names the pairs whose validation part may tune the weight, scales and
+        calibration (e.g. only the full stories when training also sees shortened views: tune on what is
+        predicted)."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -446,6 +450,8 @@ class StanceModel:
                 raise DataError(f"stance.validation_size: the validation split of {len(set(groups.tolist()))} groups "
                                 f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
+            if tune_on is not None:
+                val_idx = val_idx[np.asarray(tune_on, dtype=bool)[val_idx]]
             take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
                                       groups[fit_idx], unrelated)

@@ -119,17 +119,20 @@ def test_story_views_reach_training_and_keep_the_cross_encoder_steps(tiny_config
     seen = {}
     real_fit = StanceModel.fit
 
-    def spy(self, headlines, bodies, labels, embed, groups=None):
-        seen["bodies"] = list(bodies)
-        return real_fit(self, headlines, bodies, labels, embed, groups)
+    def spy(self, headlines, bodies, labels, embed, groups=None, tune_on=None):
+        seen["bodies"], seen["tune_on"] = list(bodies), tune_on
+        return real_fit(self, headlines, bodies, labels, embed, groups, tune_on)
 
     monkeypatch.setattr(StanceModel, "fit", spy)
-    pipeline.train(tiny_config, quiet=True, embedder=fake_embedder)
+    plain = pipeline.train(tiny_config, quiet=True, embedder=fake_embedder)
     one = seen["bodies"]
     views = tiny_config.model_copy(deep=True)
     views.stance.views = ["full", "title"]
-    pipeline.train(views, quiet=True, embedder=fake_embedder)
+    viewed = pipeline.train(views, quiet=True, embedder=fake_embedder)
     titles = {pipeline.story_view(b, "title") for b in one}
     assert len(one) < len(seen["bodies"]) <= 2 * len(one) and titles <= set(seen["bodies"])
+    # calibration is tuned on the full stories only: the same validation pairs as without views
+    assert sum(seen["tune_on"]) == len(one)
+    assert viewed.stance.validation_["pairs"] == plain.stance.validation_["pairs"]
     views.stance.cross_encoder.enabled, views.stance.cross_encoder.epochs = True, 3.0
     assert pipeline.build_stance(views, quiet=True).cross_encoder.epochs == 1.5
