@@ -136,3 +136,17 @@ def test_story_views_reach_training_and_keep_the_cross_encoder_steps(tiny_config
     assert viewed.stance.validation_["pairs"] == plain.stance.validation_["pairs"]
     views.stance.cross_encoder.enabled, views.stance.cross_encoder.epochs = True, 3.0
     assert pipeline.build_stance(views, quiet=True).cross_encoder.epochs == 1.5
+
+
+def test_train_mines_hard_negatives_with_the_configured_count_and_cap(tiny_config, fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+
+    calls = []
+    real = pipeline.hard_negatives
+    monkeypatch.setattr(pipeline, "hard_negatives",
+                        lambda pairs, embed, k, unrelated, cap=None: calls.append((k, unrelated, cap)) or
+                        real(pairs, embed, k, unrelated, cap))
+    config = tiny_config.model_copy(deep=True)
+    config.stance.hard_negatives, config.stance.hard_negative_max_similarity = 3, 0.41
+    pipeline.train(config, quiet=True, embedder=fake_embedder)
+    assert calls == [(3, "unrelated", 0.41)]
