@@ -89,7 +89,7 @@ class CrossEncoder:
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def predict_proba(self, headlines: list[str], contexts: list[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, headlines: list[str], contexts: list[str], batch_size: int = 32) -> np.ndarray:
         """Class probabilities (columns in ``classes_`` order). Pairs are scored in batches of similar length;
         each pair's result does not depend on the others beyond floating-point noise of padding-free batching."""
         import torch
