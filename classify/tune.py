@@ -103,7 +103,12 @@ def _describe(values: dict) -> str:
 
 
 def _show(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # a NaN or infinity: shown as Python writes it
+        return str(value)
 
 
 def grid_settings(config_path: str | Path, grid: list[tuple[str, list]], overrides: list[str] | None = None
@@ -204,7 +209,7 @@ def tune(config_path: str | Path, grid: list[tuple[str, list]], folds: int = 5, 
     n = len(settings)
     for i, setting in enumerate(settings, 1):
         cfg = setting.config
-        data_key = json.dumps([cfg.data.model_dump(mode="json"), cfg.labels.model_dump(mode="json"), cfg.seed])
+        data_key = json.dumps([cfg.data.model_dump(mode="json"), cfg.labels.model_dump(mode="json"), cfg.seed], allow_nan=False)
         if data_key not in corpora:
             corpus = load_corpus(cfg.data.train, cfg)
             if not corpus.texts and not corpus.pairs:
