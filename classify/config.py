@@ -378,12 +378,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
     """Load, override and validate a YAML config. Relative data paths are resolved against the current
     directory first, then against the config file's parent directory's parent (the project root)."""
     path = Path(path)
+    raw = load_raw_config(path, overrides)
+    return validate_config(raw, str(path), base=path.resolve().parent.parent, check_files=check_files)
+
+
+def load_raw_config(path: Path, overrides: list[str] | None = None) -> dict:
+    """The config file's mapping with ``--set`` overrides applied, not yet validated."""
     raw = safe_yaml_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{display_name(path)}: expected a YAML mapping of config keys, found {type(raw).__name__}")
     for item in overrides or []:
         _set_dotted(raw, *parse_override(item))
-    return validate_config(raw, str(path), base=path.resolve().parent.parent, check_files=check_files)
+    return raw
 
 
 def safe_yaml_file(path: Path):

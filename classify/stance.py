@@ -317,7 +317,9 @@ def fit_calibration(proba: np.ndarray, gold_index: np.ndarray) -> tuple[float, n
     logp = np.log(np.clip(proba, 1e-12, None))
 
     def loss(x):
-        return _nll(_calibrated(np.exp(logp), float(np.exp(x[0])), np.r_[0.0, x[1:]]), gold_index)
+        logits = logp / np.exp(x[0]) + np.r_[0.0, x[1:]]
+        logits -= logits.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(len(gold_index)), gold_index]))
 
     x = minimize(loss, np.zeros(k), method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0))] + [(-10, 10)] * (k - 1)).x
     return float(np.exp(x[0])), np.r_[0.0, x[1:]]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config import Config, ConfigError, _set_dotted, parse_override, safe_yaml_file, validate_config
+from .config import Config, ConfigError, _set_dotted, load_raw_config, parse_override, validate_config
 from .data import Corpus, load_corpus
 from .errors import ClassifyError, DataError, display_name, one_line, quote
 from .metrics import has_favor_against
@@ -116,11 +116,7 @@ def grid_settings(config_path: str | Path, grid: list[tuple[str, list]], overrid
     """Every setting of the grid as a validated config (the config file, then ``overrides``, then the setting);
     a bad key or value is the config validation's one-line error, naming the key."""
     path = Path(config_path)
-    raw = safe_yaml_file(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{display_name(path)}: expected a YAML mapping of config keys, found {type(raw).__name__}")
-    for item in overrides or []:
-        _set_dotted(raw, *parse_override(item))
+    raw = load_raw_config(path, overrides)
     out = []
     for combo in product(*(values for _, values in grid)):
         values = dict(zip((k for k, _ in grid), combo))
