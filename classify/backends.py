@@ -43,6 +43,38 @@ RECIPE = "1"
 log = logging.getLogger("classify")
 
 
+def canonical_batches(lengths: list[int], rows: int):
+    """Batches (indices, padded indices) for a contextual encoder such that a text's vector depends on the text
+    alone, never on what else is encoded with it: every batch holds texts of one token length (no padding) and
+    exactly ``rows`` rows (a short batch repeats its last text), so every text goes through matrices of the same
+    shapes, summed in the same order, whatever the call. (Batches padded to their longest text, as
+    sentence-transformers does, change a vector's last bits with its companions, and so a model trained from a
+    warm cache would differ from one trained cold.) Lengths in ascending order; each length's texts in call order."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(n, []).append(i)
+    for n in sorted(groups):
+        idx = groups[n]
+        for start in range(0, len(idx), rows):
+            chunk = idx[start:start + rows]
+            yield chunk, chunk + [chunk[-1]] * (rows - len(chunk))
+
+
+def batch_rows(backend: str, batch_size: int) -> int:
+    """Rows of a canonical batch for a backend: ``batch_size``, except 1 for ``onnx-int8``, whose dynamic
+    quantisation scales each activation matrix by its own range, so a text's vector would move (by up to 0.03)
+    with the other texts of its batch."""
+    return 1 if backend == "onnx-int8" else batch_size
+
+
+def _progress(batches, show: bool, total: int):
+    if not show:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc="Batches", unit="batch", total=total)
+
+
 class BackendError(ClassifyError):
     """An encoder backend could not be built or loaded."""
 
@@ -142,9 +174,23 @@ class TorchEncoder:
         self.tokenizer = self.model.tokenizer
         self.max_length = int(self.model.max_seq_length)
 
-    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=show_progress).astype(np.float32)
+    def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
+        """In canonical batches (``canonical_batches``: one token length, ``batch_size`` rows each)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension()), np.float32)
+        # the model's own tokenisation (sentence-transformers strips each text first)
+        lengths = [len(x) for x in self.tokenizer([t.strip() for t in texts], truncation=True,
+                                                   max_length=self.max_length)["input_ids"]]
+        batches = list(canonical_batches(lengths, batch_size))
+        out = None
+        for idx, padded in _progress(batches, show_progress, len(batches)):
+            result = self.model.encode([texts[i] for i in padded], batch_size=batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
+            if out is None:
+                out = np.zeros((len(texts), result.shape[1]), np.float32)
+            out[idx] = result[:len(idx)]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------- onnx
@@ -275,33 +321,25 @@ class OnnxEncoder:
                 raise BackendError(f"{path}: cannot load the ONNX export: {str(err2).splitlines()[0]}") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.path = path
+        self.quantized = quantized
 
-    def pooled(self, ids: list[list[int]], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        """Mean-pooled (not normalised) outputs for token id lists, batched by similar length."""
-        pad = self.tokenizer.pad_token_id or 0
-        order = np.argsort([len(x) for x in ids], kind="stable")
+    def pooled(self, ids: list[list[int]], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
+        """Mean-pooled (not normalised) outputs for token id lists, in canonical batches (``canonical_batches``:
+        one length, ``batch_size`` rows each, so no padding and no dependence on the other texts)."""
         out = None
-        batches = range(0, len(ids), batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="Batches", unit="batch")
-        for start in batches:
-            idx = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = np.full((len(idx), width), pad, np.int64)
-            mask = np.zeros((len(idx), width), np.int64)
-            for row, i in enumerate(idx):
-                input_ids[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
-            feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        rows = batch_rows("onnx-int8" if self.quantized else "onnx", batch_size)
+        batches = list(canonical_batches([len(x) for x in ids], rows))
+        for idx, padded in _progress(batches, show_progress, len(batches)):
+            input_ids = np.asarray([ids[i] for i in padded], np.int64)
+            feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
+                    "token_type_ids": np.zeros_like(input_ids)}
             result = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
             if out is None:
                 out = np.zeros((len(ids), result.shape[1]), np.float32)
-            out[idx] = result
+            out[idx] = result[:len(idx)]
         return out if out is not None else np.zeros((0, 0), np.float32)
 
-    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         vectors = self.pooled(ids, batch_size, show_progress)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -386,7 +424,8 @@ class StaticEncoder:
                 log.warning(f"{folder}: damaged static model ({str(err).splitlines()[0][:120]}); distilling it again")
         self.path = folder
 
-    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
+        """One text at a time in effect (a static model sums token vectors): no batch effects to avoid."""
         vectors = self.model.encode(list(texts), show_progress_bar=show_progress, use_multiprocessing=False,
                                     normalize=False).astype(np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

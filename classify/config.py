@@ -48,7 +48,7 @@ class LabelsConfig(_Strict):
 
 class EmbeddingConfig(_Strict):
     model: str = "all-MiniLM-L6-v2"
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1)
     cache_dir: str | None = None
     """Embedding cache; null = $CLASSIFY_CACHE or ~/.cache/classify."""
     backend: Literal["torch", "onnx", "onnx-int8", "static"] = "torch"

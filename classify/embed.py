@@ -113,14 +113,16 @@ def model_identity(name: str) -> str:
 
 
 class Embedder:
-    """Encode texts with a sentence-transformers model; every text of a call is encoded in one pass.
+    """Encode texts with a sentence-transformers model; every text of a call is encoded in one pass, in canonical
+    batches (texts of one token length, ``batch_size`` rows each: ``backends.canonical_batches``), so a text's
+    vector is a function of the text alone and a run gives the same vectors whatever the cache already held.
 
     ``encode`` returns L2-normalised float32 vectors, reusing the disk cache (an SQLite vector store in the cache
     folder, looked up by key for the texts of the call only); the model is loaded lazily, so a fully cached run
     never loads it.
     """
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, cache_dir: str | None = None,
+    def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 8, cache_dir: str | None = None,
                  show_progress: bool = True, use_cache: bool = True, backend: str = "torch",
                  long_texts: str = "truncate"):
         from .backends import BACKENDS
@@ -148,11 +150,15 @@ class Embedder:
 
     @property
     def identity(self) -> str:
-        """The model identity the cache keys on: name + weights version, the backend unless it is torch, and
-        ``#chunk`` when long texts are chunked (so vectors of different backends or modes never mix; torch
-        truncating is the plain identity, as before either option existed)."""
+        """The model identity the cache keys on: name + weights version, the backend unless it is torch, the rows
+        of a canonical batch for contextual backends (their vectors differ in the last bits with it) and
+        ``#chunk`` when long texts are chunked, so vectors made differently never mix."""
         if self._identity is None:
+            from .backends import CONTEXTUAL, batch_rows
+
             tag = "" if self.backend == "torch" else f"#{self.backend}"
+            if self.backend in CONTEXTUAL:
+                tag += f"#rows{batch_rows(self.backend, self.batch_size)}"
             if self.chunking:
                 tag += "#chunk"
             self._identity = model_identity(self.model) + tag

@@ -9,7 +9,7 @@ import pytest
 
 from classify import backends
 from classify.config import load_config
-from classify.embed import Embedder
+from classify.embed import Embedder, model_identity
 from classify.errors import ConfigError
 
 from conftest import ROOT
@@ -75,9 +75,9 @@ def test_cache_keys_carry_the_backend(cache):
     identities = {b: Embedder(cache_dir=str(cache), backend=b).identity for b in backends.BACKENDS}
     keys = {b: make_key(identities[b], "a text") for b in backends.BACKENDS}
     assert len(set(keys.values())) == len(backends.BACKENDS)
-    # the torch identity is the model's own (name + weights version), so torch vectors stay shared with earlier runs
+    # every identity starts with the model's own (name + weights version)
     assert identities["torch"] == Embedder(cache_dir=str(cache)).identity
-    assert all(identities[b].startswith(identities["torch"]) for b in backends.BACKENDS)
+    assert all(identities[b].startswith(model_identity("all-MiniLM-L6-v2")) for b in backends.BACKENDS)
 
 
 def test_backends_never_share_cached_vectors(cache):
@@ -112,3 +112,30 @@ def test_static_backend_is_refused_for_stance():
         load_config(ROOT / "configs" / "default.yaml", ["embedding.backend=tensorflow"])
     with pytest.raises(ConfigError, match="embedding.backend"):
         Embedder(backend="tensorflow")
+
+
+MORE = [
+    "Kyiv says Russian drones hit a water plant overnight",  # same token length as other texts below and above
+    "Protesters in Zahedan mark the anniversary of Bloody Friday",
+    "Sunak names a new home secretary after a week of rows",
+    "a b",
+    "A much longer sentence about a ceasefire proposal that diplomats in Geneva discussed for three days "
+    "without agreeing on who would monitor the line of contact or when prisoners would be exchanged",
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_a_vector_does_not_depend_on_its_batch(cache, backend):
+    """Canonical batches: the same bits whether a text is encoded alone, with others, or in another order."""
+    texts = TEXTS + MORE
+    make = lambda rows=8: Embedder(cache_dir=str(cache), backend=backend, use_cache=False, show_progress=False,  # noqa: E731
+                                   batch_size=rows)
+    together = make().encode(texts)
+    alone = np.stack([make().encode([t])[0] for t in texts])
+    shuffled_order = [7, 2, 9, 0, 4, 1, 8, 3, 6, 5]
+    shuffled = make().encode([texts[i] for i in shuffled_order])
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(shuffled, together[shuffled_order])
+    _unit(together)
+    if backend != "onnx-int8":  # int8 batches are one text each, whatever batch_size says
+        assert make(3).identity != make(8).identity  # vectors of other batch shapes are cached apart

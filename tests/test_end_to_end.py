@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from classify.cli import app
+from classify.model import load_model
 from conftest import ROOT, SEED, requires_shared
 
 runner = CliRunner()
@@ -60,3 +62,71 @@ def test_map_and_report(trained, tmp_path):
     result = runner.invoke(app, ["plot", str(ROOT / "data" / "dumps"), "--model", str(trained), "-o", str(png), "-q"])
     assert result.exit_code == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 20_000
+
+
+def _fitted_arrays(estimator, prefix=""):
+    """Every learned array of an estimator and its fitted sub-estimators, by dotted name."""
+    out = {}
+    for name, value in vars(estimator).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray):
+            out[prefix + name] = value
+        elif hasattr(value, "steps"):  # a Pipeline: its steps hold the arrays
+            for step, part in value.steps:
+                out.update(_fitted_arrays(part, f"{prefix}{name}.{step}."))
+        elif hasattr(value, "get_params"):
+            out.update(_fitted_arrays(value, f"{prefix}{name}."))
+    return out
+
+
+def _small_config(tmp_path, name, topic_rows, stance_rows, cache):
+    import yaml
+
+    (tmp_path / f"{name}-topics.jsonl").write_text("".join(topic_rows))
+    (tmp_path / f"{name}-stance.jsonl").write_text("".join(stance_rows))
+    config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    config["data"] = {"train": [{"type": "topics_jsonl", "path": str(tmp_path / f"{name}-topics.jsonl")},
+                                {"type": "stance_jsonl", "path": str(tmp_path / f"{name}-stance.jsonl"),
+                                 "unrelated_per_headline": 2}]}
+    config["embedding"]["cache_dir"] = str(cache)
+    config["stance"]["cross_encoder"]["enabled"] = False
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cold_and_warm_cache_train_the_same_model(tmp_path):
+    """A model must not depend on which texts the embedding cache already held (their vectors would otherwise
+    change in the last bits with the company they were encoded in)."""
+    topics = (ROOT / "data" / "topics" / "train.jsonl").read_text().splitlines(keepends=True)
+    stance = (ROOT / "data" / "stance" / "train.jsonl").read_text().splitlines(keepends=True)
+    cold, warm = tmp_path / "cold-cache", tmp_path / "warm-cache"
+    config = _small_config(tmp_path, "small", topics[::12], stance[:12], cold)
+    # warm the other cache with part of the same texts, in another order and other company
+    warmer = _small_config(tmp_path, "warmer", topics[::24][::-1] + topics[5::40], stance[6:20][::-1], warm)
+    assert runner.invoke(app, ["train", str(warmer), "-o", str(tmp_path / "warmer"), "-q"]).exit_code == 0
+    models = {}
+    for label, cache in (("cold", cold), ("warm", warm)):
+        models[label] = tmp_path / label
+        result = runner.invoke(app, ["train", str(config), "-o", str(models[label]), "-q",
+                                     "--set", f"embedding.cache_dir={cache}"])
+        assert result.exit_code == 0, result.stderr
+    cold_model, warm_model = load_model(models["cold"]), load_model(models["warm"])
+    assert (models["cold"] / "reference.safetensors").read_bytes() == (models["warm"] / "reference.safetensors").read_bytes()
+    # skops files name their members by object id, so compare what they hold
+    np.testing.assert_array_equal(cold_model.topic.coef_, warm_model.topic.coef_)
+    cold_arrays, warm_arrays = _fitted_arrays(cold_model.stance.classifier_), _fitted_arrays(warm_model.stance.classifier_)
+    assert cold_arrays.keys() == warm_arrays.keys() and any(n.endswith("coef_") for n in cold_arrays)
+    for name, array in cold_arrays.items():
+        np.testing.assert_array_equal(array, warm_arrays[name], err_msg=name)
+    for name in ("stance.json", "clusters.json"):
+        assert (models["cold"] / name).read_text() == (models["warm"] / name).read_text(), name
+    outputs = []
+    for label in ("cold", "warm"):
+        out = tmp_path / f"{label}.jsonl"
+        result = runner.invoke(app, ["predict", str(ROOT / "data" / "dumps"), "--model", str(models[label]),
+                                     "-o", str(out), "-q"])
+        assert result.exit_code == 0, result.stderr
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]

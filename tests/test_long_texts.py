@@ -102,7 +102,7 @@ def test_the_mode_is_part_of_the_cache_key(tmp_path):
     chunk = Embedder(cache_dir=str(tmp_path), long_texts="chunk")
     truncate = Embedder(cache_dir=str(tmp_path), long_texts="truncate")
     assert chunk.identity == truncate.identity + "#chunk"
-    assert Embedder(cache_dir=str(tmp_path), backend="onnx", long_texts="chunk").identity.endswith("#onnx#chunk")
+    assert Embedder(cache_dir=str(tmp_path), backend="onnx", long_texts="chunk").identity.endswith("#onnx#rows8#chunk")
     assert "#chunk" not in Embedder(cache_dir=str(tmp_path), backend="static", long_texts="chunk").identity  # no window
     with pytest.raises(ConfigError, match="embedding.long_texts"):
         Embedder(long_texts="split")
