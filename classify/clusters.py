@@ -7,6 +7,8 @@ cluster and map position alone or in a batch, and a model needs no UMAP object t
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections import Counter
 
 import numpy as np
@@ -47,11 +49,21 @@ def silhouette(Z, labels, metric: str = "euclidean", random_state: int = 0) -> f
     return float(silhouette_score(Z, labels, metric=metric, sample_size=sample, random_state=random_state))
 
 
-def make_reducer(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0):
+def make_reducer(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0, verbose=False):
+    """UMAP; ``verbose``: its timed steps and an epoch bar (on stderr through ``fit_reducer``), for fits that may
+    take minutes on large data."""
     from umap import UMAP  # imported lazily: numba compilation takes seconds
 
     return UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
-                random_state=random_state, n_jobs=1)
+                random_state=random_state, n_jobs=1, verbose=verbose,
+                tqdm_kwds={"desc": f"UMAP to {n_components}-D, epochs", "disable": not verbose})
+
+
+def fit_reducer(reducer, X):
+    """``reducer.fit_transform(X)`` with anything it prints (UMAP's verbose steps) sent to stderr, never into a
+    command's output on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return reducer.fit_transform(X)
 
 
 def lsa_features(texts: list[str], n_components: int, random_state: int = 0) -> np.ndarray:
@@ -137,7 +149,7 @@ class TopicClusterer(ClusterMixin, BaseEstimator):
                 raise ValueError(f"features has {len(Z)} rows for {len(X)} samples")
         if self.use_reducer:
             reducer = clone(self.reducer) if self.reducer is not None else make_reducer(random_state=self.random_state)
-            Z = reducer.fit_transform(Z)
+            Z = fit_reducer(reducer, Z)
         self.k_scores_ = {}
         if self.n_clusters == "auto" and self.algorithm == "kmeans" and self.clusterer is None:
             labels = self._auto_k(Z)
@@ -203,12 +215,13 @@ class MapProjector(TransformerMixin, BaseEstimator):
     """2-D map of the training embeddings (UMAP, or PCA for a quick look); new points sit at the
     similarity-weighted mean of their ``knn`` nearest training points (as UMAP initialises ``transform``)."""
 
-    def __init__(self, method="umap", n_neighbors=15, min_dist=0.1, knn=10, random_state=0):
+    def __init__(self, method="umap", n_neighbors=15, min_dist=0.1, knn=10, random_state=0, verbose=False):
         self.method = method
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.knn = knn
         self.random_state = random_state
+        self.verbose = verbose
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float32)
@@ -219,8 +232,9 @@ class MapProjector(TransformerMixin, BaseEstimator):
         if self.method == "pca":
             reducer = PCA(2, random_state=self.random_state)
         else:
-            reducer = make_reducer(2, min(self.n_neighbors, len(X) - 1), self.min_dist, "cosine", self.random_state)
-        self.coords_ = reducer.fit_transform(X).astype(np.float32)
+            reducer = make_reducer(2, min(self.n_neighbors, len(X) - 1), self.min_dist, "cosine", self.random_state,
+                                   self.verbose)
+        self.coords_ = fit_reducer(reducer, X).astype(np.float32)
         self.reference_ = X
         return self
 

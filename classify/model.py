@@ -123,7 +123,7 @@ def _save_clusters(model: Model, folder: Path) -> None:
         "ids": c.cluster_ids_.tolist(), "names": c.cluster_names_, "topics": c.cluster_topics_,
         "purity": c.cluster_purity_,
         "params": {k: v for k, v in c.get_params(deep=False).items() if k not in ("reducer", "clusterer")},
-        "map_params": p.get_params(deep=False),
+        "map_params": {k: v for k, v in p.get_params(deep=False).items() if k != "verbose"},  # not the model's
     }
     (folder / "clusters.json").write_text(dumps_json(info, indent=2))
 

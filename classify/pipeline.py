@@ -48,12 +48,12 @@ def log_long_texts(embedder, quiet: bool = False) -> None:
         log(line, quiet)
 
 
-def build_clusterer(config: Config) -> TopicClusterer:
+def build_clusterer(config: Config, quiet: bool = True) -> TopicClusterer:
     c = config.clustering
     reducer = None
     if c.reducer is not None:
         r = c.reducer
-        reducer = make_reducer(r.n_components, r.n_neighbors, r.min_dist, r.metric, config.seed)
+        reducer = make_reducer(r.n_components, r.n_neighbors, r.min_dist, r.metric, config.seed, verbose=not quiet)
     return TopicClusterer(algorithm=c.algorithm, n_clusters=c.n_clusters or len(config.labels.topics),
                           min_cluster_size=c.min_cluster_size, reducer=reducer, use_reducer=c.reducer is not None,
                           knn=c.knn, min_purity=c.min_purity, n_keywords=c.keywords, random_state=config.seed)
@@ -74,7 +74,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                   learning_rate=s.learning_rate, max_leaf_nodes=s.max_leaf_nodes,
                                   two_stage=st.two_stage, unrelated_label=config.labels.unrelated,
                                   tune_scale=st.tune_class_scale, validation_size=st.validation_size,
-                                  random_state=config.seed)
+                                  random_state=config.seed, show_progress=not quiet)
     cross_encoder = None
     if ce.enabled:
         # with several story views each pair comes len(views) times: the same number of steps as one view
@@ -184,10 +184,10 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         if config.clustering.enabled:
             c = config.clustering
             log(("clustering (UMAP + " if c.reducer is not None else "clustering (") + c.algorithm + ")", quiet)
-            clusterer = build_clusterer(config).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
+            clusterer = build_clusterer(config, quiet).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
                                                     texts=corpus.texts)
             model.clusterer = clusterer
-            model.projector = MapProjector(method=c.map_method, random_state=config.seed).fit(X)
+            model.projector = MapProjector(method=c.map_method, random_state=config.seed, verbose=not quiet).fit(X)
             labels = clusterer.labels_
             model.clusters_info = {
                 "keywords": {str(k): v for k, v in clusterer.keywords_.items()},

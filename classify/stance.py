@@ -201,11 +201,13 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
     boosting). With ``two_stage``, a first model separates ``unrelated_label`` from the rest and a second
     one picks among the other labels on related pairs; probabilities multiply. With ``tune_scale``, ``predict``
     weighs the probabilities per class (``class_scale_``), tuned for macro-F1 on a grouped validation split.
+    ``show_progress``: a progress bar per boosting fit (``hgb`` fits can run for minutes); the trees are grown
+    ``max_iter / 20`` at a time with ``warm_start``, which grows the same trees as one call.
     """
 
     def __init__(self, kind="logreg", C=1.0, class_weight="balanced", max_iter=300, learning_rate=0.1,
                  max_leaf_nodes=31, two_stage=False, unrelated_label="unrelated", tune_scale=False,
-                 validation_size=0.2, scale_grid=(0.5, 1.0, 2.0, 4.0, 8.0), random_state=0):
+                 validation_size=0.2, scale_grid=(0.5, 1.0, 2.0, 4.0, 8.0), random_state=0, show_progress=False):
         self.kind = kind
         self.C = C
         self.class_weight = class_weight
@@ -218,6 +220,7 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         self.validation_size = validation_size
         self.scale_grid = scale_grid
         self.random_state = random_state
+        self.show_progress = show_progress
 
     def _base(self):
         if self.kind == "hgb":
@@ -236,11 +239,26 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
             self.class_scale_ = self._tune_scale(X, y, groups)
         if self.two_stage:
             related = y != self.unrelated_label
-            self.stage1_ = clone(self._base()).fit(X, related)
-            self.stage2_ = clone(self._base()).fit(X[related], y[related])
+            self.stage1_ = self._fit_base(X, related, "stance classifier, related or not")
+            self.stage2_ = self._fit_base(X[related], y[related], "stance classifier, related pairs")
         else:
-            self.model_ = clone(self._base()).fit(X, y)
+            self.model_ = self._fit_base(X, y, "stance classifier")
         return self
+
+    def _fit_base(self, X, y, desc):
+        model = clone(self._base())
+        if self.kind != "hgb" or not self.show_progress:
+            return model.fit(X, y)
+        from tqdm.auto import tqdm
+
+        step = max(1, self.max_iter // 20)
+        model.set_params(warm_start=True)
+        with tqdm(total=self.max_iter, desc=desc, unit="iteration") as bar:
+            for n in range(step, self.max_iter + step, step):
+                n = min(n, self.max_iter)
+                model.set_params(max_iter=n).fit(X, y)
+                bar.update(n - bar.n)
+        return model.set_params(warm_start=False)
 
     def predict_proba(self, X):
         check_is_fitted(self, "classes_")

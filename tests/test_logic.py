@@ -266,3 +266,14 @@ def _expected_failures(estimator):
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_umap_progress_goes_to_stderr_and_leaves_the_map_alone(capsys):
+    """``verbose`` maps show UMAP's steps on stderr (never stdout) and give the same coordinates as quiet ones."""
+    X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    quiet = MapProjector(n_neighbors=5).fit(X)
+    assert capsys.readouterr() == ("", "")
+    shown = MapProjector(n_neighbors=5, verbose=True).fit(X)
+    out, err = capsys.readouterr()
+    assert out == "" and "UMAP" in err and "epochs" in err
+    np.testing.assert_array_equal(shown.coords_, quiet.coords_)

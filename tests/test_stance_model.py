@@ -265,3 +265,23 @@ def test_story_views_cut_the_story_and_keep_label_and_group():
         validate_config({"data": data, "stance": {"views": ["full", "full"]}}, check_files=False)
     with pytest.raises(ConfigError, match="views"):
         validate_config({"data": data, "stance": {"views": ["middle"]}}, check_files=False)
+
+
+@pytest.mark.parametrize("two_stage", [False, True])
+def test_boosting_with_progress_grows_the_same_trees(two_stage, capsys):
+    """``show_progress`` grows hgb trees in steps with warm_start: same model, and a bar per fit on stderr."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 5))
+    y = np.array(["agree", "disagree", "discuss", "unrelated"])[(X[:, 0] > 0) * 2 + (X[:, 1] > 0.3)]
+    make = lambda progress: StanceClassifier(kind="hgb", max_iter=30, two_stage=two_stage,  # noqa: E731
+                                             show_progress=progress)
+    quiet, shown = make(False).fit(X, y), make(True).fit(X, y)
+    np.testing.assert_array_equal(shown.predict_proba(X), quiet.predict_proba(X))
+    assert (shown.stage1_ if two_stage else shown.model_).n_iter_ == 30
+    assert not (shown.stage1_ if two_stage else shown.model_).warm_start
+    capsys.readouterr()
+    make(True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "stance classifier" in err and "30/30" in err
+    make(False).fit(X, y)
+    assert capsys.readouterr().err == ""
