@@ -322,10 +322,6 @@ def fit_temperature(proba: np.ndarray, gold_index: np.ndarray, grid=None) -> flo
     return float(grid[int(np.argmin(nll))])
 
 
-def _nll(proba: np.ndarray, gold_index: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(gold_index)), gold_index], 1e-12, None))))
-
-
 def fit_calibration(proba: np.ndarray, gold_index: np.ndarray) -> tuple[float, np.ndarray]:
     """Temperature and per-class bias (the first class's fixed at 0) that minimise the negative log-likelihood
     of the gold labels: bias-corrected temperature scaling. Deterministic (L-BFGS from T = 1, bias = 0)."""

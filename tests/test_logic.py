@@ -277,3 +277,21 @@ def test_umap_progress_goes_to_stderr_and_leaves_the_map_alone(capsys):
     out, err = capsys.readouterr()
     assert out == "" and "UMAP" in err and "epochs" in err
     np.testing.assert_array_equal(shown.coords_, quiet.coords_)
+
+
+def test_lsa_features_by_hand():
+    from classify.clusters import lsa_features
+
+    war = ["drone strike on kyiv power plant", "kyiv drone attack hits power grid", "missile and drone strike kyiv",
+           "power cuts in kyiv after drone strike"]
+    vote = ["tory leadership vote count tonight", "leadership vote for tory members", "tory members vote on leader",
+            "count of the tory leadership vote"]
+    Z = lsa_features(war + vote, n_components=2, random_state=0)
+    assert Z.shape == (8, 2) and Z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-6)
+    sims = Z @ Z.T
+    # texts of one story are closer to each other than to any text of the other
+    assert sims[:4, :4].min() > sims[:4, 4:].max() and sims[4:, 4:].min() > sims[:4, 4:].max()
+    # asking for more components than the vocabulary allows gives the most there are (terms - 1, texts - 1)
+    assert lsa_features(war + vote, n_components=50).shape[1] == 7
+    np.testing.assert_array_equal(lsa_features(war + vote, 2, random_state=0), Z)  # seeded

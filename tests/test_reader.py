@@ -225,5 +225,5 @@ def test_map_projector_passes_its_settings_to_umap(monkeypatch):
     monkeypatch.setattr(clusters, "make_reducer", fake_reducer)
     X = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
     clusters.MapProjector(method="umap", n_neighbors=15, min_dist=0.3, random_state=7).fit(X)
-    clusters.MapProjector(method="umap", n_neighbors=3, min_dist=0.0, random_state=1).fit(X)
-    assert calls == [(2, 7, 0.3, "cosine", 7), (2, 3, 0.0, "cosine", 1)]
+    clusters.MapProjector(method="umap", n_neighbors=3, min_dist=0.0, random_state=1, verbose=True).fit(X)
+    assert calls == [(2, 7, 0.3, "cosine", 7, False), (2, 3, 0.0, "cosine", 1, True)]

@@ -285,3 +285,73 @@ def test_boosting_with_progress_grows_the_same_trees(two_stage, capsys):
     assert "stance classifier" in err and "30/30" in err
     make(False).fit(X, y)
     assert capsys.readouterr().err == ""
+
+
+def test_best_scale_by_hand():
+    """Class 1 is under-called: only a multiplier of 4 on it (among 0.5..8) makes every row right."""
+    from classify.stance import _best_scale
+
+    proba = np.array([[0.6, 0.4], [0.7, 0.3], [0.9, 0.1], [0.8, 0.2]])  # gold: 1, 1, 0, 0
+    gold = np.array([1, 1, 0, 0])
+    # x2: row 1 (0.6 vs 0.6) stays class 0 (argmax takes the first); x4 flips rows 0 and 1 but not row 3 (0.8 vs 0.8)
+    np.testing.assert_array_equal(_best_scale(proba, gold, 2, (0.5, 1.0, 2.0, 4.0, 8.0), fixed=0), [1.0, 4.0])
+    # the fixed class keeps 1; ties keep the first (smallest) setting that reaches the best score
+    np.testing.assert_array_equal(_best_scale(proba, np.array([0, 0, 0, 0]), 2, (0.5, 1.0), fixed=0), [1.0, 0.5])
+    # fixing class 1 instead: class 0 must shrink to 0.25 (at 0.5 row 1 is 0.35 vs 0.3, still class 0)
+    np.testing.assert_array_equal(_best_scale(proba, gold, 2, (0.25, 0.5), fixed=1), [0.25, 1.0])
+
+
+def test_tune_scale_learns_a_multiplier_on_a_held_out_part_and_predict_uses_it():
+    rng = np.random.default_rng(1)
+    n = 400
+    X = rng.normal(size=(n, 3))
+    # class "b" lives where x0 > 0.8 but half its region is shared with "a": a plain model under-calls "b"
+    y = np.where((X[:, 0] > 0.8) & (rng.random(n) < 0.45), "b", "a")
+    groups = np.arange(n) // 4
+    plain = StanceClassifier(class_weight=None).fit(X, y, groups)
+    tuned = StanceClassifier(class_weight=None, tune_scale=True).fit(X, y, groups)
+    np.testing.assert_array_equal(plain.class_scale_, [1.0, 1.0])
+    assert tuned.class_scale_[0] == 1.0 and tuned.class_scale_[1] > 1.0  # the largest class keeps 1
+    np.testing.assert_allclose(tuned.predict_proba(X), plain.predict_proba(X))  # same model, other decision
+    assert (tuned.predict(X) == "b").sum() > (plain.predict(X) == "b").sum()
+    np.testing.assert_array_equal(tuned.predict(X), tuned.decide(tuned.predict_proba(X)))
+    expected = tuned.classes_[np.argmax(tuned.predict_proba(X) * tuned.class_scale_, axis=1)]
+    np.testing.assert_array_equal(tuned.predict(X), expected)
+
+
+def test_decide_weighs_classes_by_their_scales():
+    clf = StanceClassifier()
+    clf.classes_, clf.class_scale_ = np.array(["a", "b", "c"]), np.array([1.0, 3.0, 1.0])
+    proba = np.array([[0.5, 0.2, 0.3], [0.5, 0.1, 0.4], [0.2, 0.1, 0.7]])
+    assert clf.decide(proba).tolist() == ["b", "a", "c"]
+
+
+def test_best_sentences_by_hand():
+    """The body's top_k sentences by cosine to the headline (ties: the earlier sentence), joined in body order."""
+    from classify.stance import WHOLE_BODY_CHARS, best_sentences
+
+    sentences = [f"Sentence number {i} of the story says something long enough to count, " + "and more " * 20 + "words."
+                 for i in range(6)]
+    body = " ".join(sentences)
+    assert len(body) >= WHOLE_BODY_CHARS  # embedded sentence by sentence
+    # similarity to the headline by sentence: 0.1, 0.9, 0.5, 0.5, 0.8, 0.2
+    sims = {s: v for s, v in zip(sentences, [0.1, 0.9, 0.5, 0.5, 0.8, 0.2])}
+
+    def embed(texts):
+        out = []
+        for t in texts:
+            c = 1.0 if t == "The headline" else sims[t]
+            out.append([c, np.sqrt(1 - c * c)])
+        return np.array(out)
+
+    assert best_sentences(["The headline"], [body], embed) == [" ".join(sentences[j] for j in (1, 2, 4))]
+    assert best_sentences(["The headline"], [body], embed, top_k=2) == [f"{sentences[1]} {sentences[4]}"]
+    assert best_sentences(["The headline"], [body], embed, top_k=4) == [" ".join(sentences[j] for j in (1, 2, 3, 4))]
+    assert best_sentences(["The headline"], ["Short body."], embed=lambda ts: np.ones((len(ts), 2))) == ["Short body."]
+
+
+def test_fit_temperature_searches_the_given_grid_only():
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    gold = np.array([0, 1, 1])
+    assert fit_temperature(proba, gold, grid=[0.5]) == 0.5
+    assert fit_temperature(proba, gold, grid=[3.0, 0.5]) == 3.0  # the softer one fits these mistakes better
