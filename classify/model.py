@@ -92,7 +92,9 @@ def save_model(model: Model, directory: str | Path) -> Path:
                                               ("clusters", model.clusterer),
                                               ("cross_encoder", getattr(model.stance, "cross_encoder_", None)))
                       if part is not None]
-        (tmp / "config.json").write_text(model.config.model_dump_json(indent=2))
+        # a model never carries the training machine's cache folder (nor may one loaded send vectors elsewhere)
+        saved = model.config.model_copy(update={"embedding": model.config.embedding.model_copy(update={"cache_dir": None})})
+        (tmp / "config.json").write_text(saved.model_dump_json(indent=2))
         if model.topic is not None:
             sio.dump(model.topic, tmp / "topic.skops")
         if model.stance is not None:
@@ -252,6 +254,9 @@ def load_model(directory: str | Path) -> Model:
         if isinstance(raw_config, dict) and isinstance(raw_config.get("embedding"), dict):
             # Models saved before embedding.long_texts existed embedded long texts truncated: keep doing so.
             raw_config["embedding"].setdefault("long_texts", "truncate")
+            # The cache is the user's ($CLASSIFY_CACHE or ~/.cache/classify), never the model's: a config.json
+            # must not send this machine's cache reads and writes to a folder of its choosing.
+            raw_config["embedding"]["cache_dir"] = None
         config = Config.model_validate(raw_config)
         clusterer, projector, info = _load_clusters(directory) if "clusters" in components else (None, None, {})
         cross_encoder = CrossEncoder.load(directory) if "cross_encoder" in components else None

@@ -130,3 +130,44 @@ def test_cold_and_warm_cache_train_the_same_model(tmp_path):
         assert result.exit_code == 0, result.stderr
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1]
+
+
+def test_two_predict_processes_share_one_cache(tmp_path):
+    """Two `classify predict` processes on overlapping dumps, started together on one empty cache, five times:
+    the rows of separate runs every time, and a sound store with each text stored once."""
+    import os
+    import subprocess
+    import sys
+
+    from classify.store import VectorStore, store_path
+
+    topics = (ROOT / "data" / "topics" / "train.jsonl").read_text().splitlines(keepends=True)
+    stance = (ROOT / "data" / "stance" / "train.jsonl").read_text().splitlines(keepends=True)
+    config = _small_config(tmp_path, "small", topics[::20], stance[:6], tmp_path / "train-cache")
+    model = tmp_path / "model"
+    assert runner.invoke(app, ["train", str(config), "-o", str(model), "-q"]).exit_code == 0
+    dumps = sorted(str(p) for p in (ROOT / "data" / "dumps").glob("*.txt"))
+    jobs = {"a": dumps[0:4], "b": dumps[2:6]}  # two dumps in common: both processes write their texts
+
+    def start(name, files, cache, out):
+        env = {**os.environ, "CLASSIFY_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+        return subprocess.Popen([sys.executable, "-c", "from classify.cli import app; app()", "predict", *files,
+                                 "--model", str(model), "-o", str(out), "-q"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    expected = {}
+    for name, files in jobs.items():  # separate runs, each on its own cache
+        proc = start(name, files, tmp_path / f"alone-{name}", tmp_path / f"alone-{name}.jsonl")
+        assert proc.wait(300) == 0, proc.stderr.read()
+        expected[name] = (tmp_path / f"alone-{name}.jsonl").read_text()
+    for round_ in range(5):
+        cache = tmp_path / f"shared-{round_}"
+        procs = {name: start(name, files, cache, tmp_path / f"{round_}-{name}.jsonl") for name, files in jobs.items()}
+        for name, proc in procs.items():
+            assert proc.wait(300) == 0, proc.stderr.read()
+            assert (tmp_path / f"{round_}-{name}.jsonl").read_text() == expected[name]
+        store = VectorStore(store_path(cache))
+        info = store.info(check=True)
+        stored = store.conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
+        store.close()
+        assert info["integrity"] == "ok" and info["rows"] == stored > 0  # the per-model counts match the rows

@@ -680,3 +680,17 @@ def test_hostile_messages_stay_short():
         load_config(DEFAULT, ["topic.C=" + "x" * 5_000_000])
     assert len(str(err.value)) < 300 and "\n" not in str(err.value)
     assert math.isfinite(len(str(err.value)))
+
+
+def test_a_model_cannot_send_the_cache_elsewhere(tmp_path, tiny_model):
+    """config.json's embedding.cache_dir is neither saved from training nor obeyed on load."""
+    from classify.model import load_model, save_model
+
+    tiny_model.config.embedding.cache_dir = str(tmp_path / "training-machine-cache")
+    model_dir = save_model(tiny_model, tmp_path / "model")
+    assert json.loads((model_dir / "config.json").read_text())["embedding"]["cache_dir"] is None
+    config = json.loads((model_dir / "config.json").read_text())
+    config["embedding"]["cache_dir"] = str(tmp_path / "elsewhere")
+    (model_dir / "config.json").write_text(json.dumps(config))
+    reseal(model_dir)
+    assert load_model(model_dir).config.embedding.cache_dir is None
