@@ -1,6 +1,8 @@
 """StanceModel logic with hand-computed expectations: mixing of the cross-encoder and the feature classifier,
 class scales, temperature calibration, the metrics `evaluate` reports for stance, and the negation cue test."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -355,3 +357,220 @@ def test_fit_temperature_searches_the_given_grid_only():
     gold = np.array([0, 1, 1])
     assert fit_temperature(proba, gold, grid=[0.5]) == 0.5
     assert fit_temperature(proba, gold, grid=[3.0, 0.5]) == 3.0  # the softer one fits these mistakes better
+
+
+MODEL_PARAMS = ["classifier", "cross_encoder", "mode", "weight", "top_k", "embedding_features", "text_embedding",
+                "calibrate", "tune_scale", "validation_size", "refit_cross_encoder", "term_weights", "random_state", "log"]
+
+
+def test_documented_defaults():
+    m = StanceModel()
+    assert {k: getattr(m, k) for k in MODEL_PARAMS} == {
+        "classifier": None, "cross_encoder": None, "mode": "all", "weight": 0.5, "top_k": 3,
+        "embedding_features": True, "text_embedding": False, "calibrate": False, "tune_scale": False,
+        "validation_size": 0.2, "refit_cross_encoder": False, "term_weights": True, "random_state": 0, "log": None}
+    assert StanceClassifier().get_params() == {
+        "kind": "logreg", "C": 1.0, "class_weight": "balanced", "max_iter": 300, "learning_rate": 0.1,
+        "max_leaf_nodes": 31, "two_stage": False, "unrelated_label": "unrelated", "tune_scale": False,
+        "validation_size": 0.2, "scale_grid": (0.5, 1.0, 2.0, 4.0, 8.0), "random_state": 0, "show_progress": False}
+
+
+SETTINGS = {"mode": "related", "weight": 0.3, "top_k": 5, "embedding_features": False, "text_embedding": True,
+            "calibrate": True, "tune_scale": True, "validation_size": 0.3, "refit_cross_encoder": True,
+            "term_weights": False, "random_state": 7}
+
+
+def _stateful(**changes):
+    m = fitted(FixedClassifier([[0.25] * 4]), FixedCrossEncoder([[0.5, 0.5, 0.0]], classes=CLASSES[:3]),
+               weight=0.3, scale=(1, 2, 1, 0.5), temperature=1.7, bias=(0, 0.2, -0.1, 0.4))
+    for key, value in SETTINGS.items():
+        setattr(m, key, value)
+    m.n_features_in_, m.validation_ = 12, {"macro_f1": 0.5}
+    state = json.loads(json.dumps(m.state()))
+    state.update(changes)
+    return m, state
+
+
+def test_state_round_trip_keeps_every_setting_and_learned_value():
+    m, state = _stateful()
+    back = StanceModel.from_state(state, m.classifier_, m.cross_encoder_)
+    assert {k: getattr(back, k) for k in SETTINGS} == SETTINGS
+    assert back.classifier is None and back.cross_encoder is None and back.log is None
+    assert back.classifier_ is m.classifier_ and back.cross_encoder_ is m.cross_encoder_ and back.term_weights_ is None
+    assert back.classes_.tolist() == CLASSES.tolist() and back.n_features_in_ == 12 and back.weight_ == 0.3
+    np.testing.assert_array_equal(back.class_scale_, [1, 2, 1, 0.5])
+    np.testing.assert_array_equal(back.bias_, [0, 0.2, -0.1, 0.4])
+    assert back.temperature_ == 1.7 and back.validation_ == {"macro_f1": 0.5}
+    assert back.state() == state
+
+
+def test_state_from_older_models_and_damaged_ones():
+    m, state = _stateful()
+    for key in ("bias", "text_embedding", "validation"):
+        del state[key]
+    old = StanceModel.from_state(state, m.classifier_, None)
+    np.testing.assert_array_equal(old.bias_, np.zeros(4))
+    assert old.text_embedding is False and old.validation_ is None
+    bad = [({"term_weights": True}, "no term weights"), ({"classes": ["agree", "disagree", "discuss", "other"]}, "classes"),
+           ({"class_scale": [1, 1, 1]}, "classes"), ({"bias": [0, 0, 0]}, "bias"), ({"bias": [0, 0, float("nan"), 0]}, "bias"),
+           ({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature")]
+    for change, words in bad:
+        m, state = _stateful(**change)
+        with pytest.raises(ValueError, match=words):
+            StanceModel.from_state(state, m.classifier_, None)
+    m, state = _stateful()
+    with pytest.raises(ValueError, match="cross-encoder classes"):
+        StanceModel.from_state(state, m.classifier_, FixedCrossEncoder([[1.0]], classes=["favor"]))
+
+
+def _tuned(weight="auto", tune_scale=False, calibrate=False, mode="all"):
+    """``_tune`` on four validation pairs, one per class: the features call every pair unrelated, the
+    cross-encoder is right on all four (0.7 on the gold label, except 0.4 for the unrelated pair)."""
+    feat = [[0.2, 0.1, 0.1, 0.6]] * 4
+    ce = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.3, 0.2, 0.1, 0.4]]
+    m = StanceModel(StanceClassifier(), mode=mode, weight=weight, tune_scale=tune_scale, calibrate=calibrate)
+    m.classes_, m.class_scale_, m.temperature_, m.bias_ = CLASSES, np.ones(4), 1.0, np.zeros(4)
+    m.weight_ = 0.5 if weight == "auto" else weight
+    said = []
+    m.log = said.append
+    m._tune(FixedClassifier(feat), FixedCrossEncoder(ce), np.zeros((4, 1)), H * 2, B * 2, CLASSES.copy())
+    return m, said
+
+
+def test_tune_picks_the_weight_by_macro_f1_then_log_loss():
+    m, said = _tuned()
+    # w <= 0.25: every pair unrelated (macro-F1 0.1); from 0.5 on all four are right, and log-loss prefers 1.0
+    assert m.validation_["weights_tried"] == {"0.0": 0.1, "0.25": 0.1, "0.5": 1.0, "0.75": 1.0, "1.0": 1.0}
+    assert m.weight_ == 1.0 and m.validation_["weight"] == 1.0 and m.validation_["macro_f1"] == 1.0
+    assert m.validation_["pairs"] == 4 and m.temperature_ == 1.0 and m.bias_.tolist() == [0, 0, 0, 0]
+    np.testing.assert_array_equal(m.class_scale_, np.ones(4))
+    assert said == ["validation: weight 1.0, macro-F1 1.000, temperature 1.00"]
+    fixed, _ = _tuned(weight=0.25)
+    assert fixed.validation_["weights_tried"] == {"0.25": 0.1} and fixed.weight_ == 0.25
+    assert fixed.validation_["macro_f1"] == 0.1
+
+
+def test_tune_scales_and_calibrates_the_chosen_mix():
+    m, _ = _tuned(tune_scale=True)
+    # the first scales (agree fixed at 1, grid order) that keep all four right: unrelated (0.4) must stay above
+    # agree (0.3) in the last pair, so unrelated keeps 1 while disagree and discuss may shrink to 0.5
+    np.testing.assert_array_equal(m.class_scale_, [1.0, 0.5, 0.5, 1.0])
+    assert m.validation_["class_scale"] == [1.0, 0.5, 0.5, 1.0]
+    ce = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.3, 0.2, 0.1, 0.4]])
+    scaled = ce * [1.0, 0.5, 0.5, 1.0]
+    scaled /= scaled.sum(axis=1, keepdims=True)
+    t, _ = _tuned(tune_scale=True, calibrate="temperature")
+    assert t.temperature_ == fit_temperature(scaled, np.arange(4)) != 1.0 and t.bias_.tolist() == [0, 0, 0, 0]
+    b, _ = _tuned(tune_scale=True, calibrate=True)
+    temperature, bias = fit_calibration(scaled, np.arange(4))
+    assert b.temperature_ == temperature and b.validation_["temperature"] == temperature
+    np.testing.assert_array_equal(b.bias_, bias)
+    assert b.validation_["bias"] == bias.tolist() and np.abs(bias).max() > 0.01
+
+
+class RecordingCE:
+    """A cross-encoder that records what each copy is fitted on (the model deep-copies it per fit)."""
+
+    fits: list = []
+
+    def __init__(self, classes=CLASSES):
+        self.classes_ = np.asarray(classes)
+
+    def fit(self, headlines, contexts, labels):
+        RecordingCE.fits.append({"headlines": list(headlines), "contexts": list(contexts), "labels": list(labels)})
+        self.n_fit = len(headlines)
+        return self
+
+    def predict_proba(self, headlines, contexts):
+        return np.full((len(headlines), len(self.classes_)), 1.0 / len(self.classes_))
+
+
+def _pairs(n_events=10):
+    """Four pairs per event (one per label); a long body whose last sentence names the event."""
+    heads, bodies, labels, events = [], [], [], []
+    for e in range(n_events):
+        for j, label in enumerate(CLASSES):
+            heads.append(f"Headline of event {e}")
+            filler = " ".join(f"Filler sentence {k} of story {j} runs on about nothing much {'at all ' * 30}."
+                              for k in range(4))  # over WHOLE_BODY_CHARS: embedded sentence by sentence
+            bodies.append(f"{filler} Event {e} story {label} here.")
+            labels.append(label)
+            events.append(f"event-{e}")
+    return heads, bodies, np.array(labels), events
+
+
+def _embed(texts):
+    rng = np.random.default_rng(0)
+    table = {}
+    out = []
+    for t in texts:
+        if t not in table:
+            table[t] = rng.normal(size=16) + (np.eye(16)[hash(t.split()[-2]) % 16] * 3 if "event" in t.lower() else 0)
+        out.append(table[t] / np.linalg.norm(table[t]))
+    return np.array(out)
+
+
+def test_fit_without_validation_sets_plain_defaults_and_passes_groups():
+    heads, bodies, y, events = _pairs()
+    said = []
+    m = StanceModel(StanceClassifier(tune_scale=True, scale_grid=(1.0, 2.0)), weight=0.3, term_weights=False,
+                    log=said.append).fit(heads, bodies, y, _embed, groups=events)
+    assert m.weight_ == 0.0 and m.cross_encoder_ is None and m.term_weights_ is None  # no cross-encoder
+    assert m.temperature_ == 1.0 and m.bias_.tolist() == [0, 0, 0, 0] and m.validation_ is None
+    # not validating: the classifier tuned its own class scales, and the model uses them
+    np.testing.assert_array_equal(m.class_scale_, m.classifier_.class_scale_)
+    assert m.class_scale_.dtype == float and said == ["stance features"]
+    assert m.classes_.tolist() == CLASSES.tolist() and m.n_features_in_ == m.features(heads[:1], bodies[:1], _embed).shape[1]
+    with_tw = StanceModel(StanceClassifier()).fit(heads, bodies, y, _embed)
+    assert with_tw.term_weights_ is not None and "headline" in with_tw.term_weights_.vocabulary_
+
+
+def test_fit_with_a_cross_encoder_splits_by_group_tunes_and_keeps_or_refits():
+    heads, bodies, y, events = _pairs()
+    RecordingCE.fits = []
+    said = []
+    m = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, validation_size=0.2, top_k=1,
+                    log=said.append).fit(heads, bodies, y, _embed, groups=events)
+    assert len(RecordingCE.fits) == 1  # fitted once, on the fit part, and kept
+    fit = RecordingCE.fits[0]
+    assert len(fit["headlines"]) == 32 and m.cross_encoder_.n_fit == 32  # 8 of 10 events
+    assert len({h for h in fit["headlines"]}) == 8  # whole events on one side
+    # the cross-encoder reads the body's sentence nearest the headline (top_k 1 of 5), not the whole body
+    assert all(c.count(".") == 1 for c in fit["contexts"])
+    assert m.weight_ == 0.3 and m.validation_["pairs"] == 8 and m.validation_["weights_tried"] == {"0.3": m.validation_["macro_f1"]}
+    assert said[1] == "validation split: 32 pairs to fit, 8 to tune (2 groups)"
+    assert said[2] == "cross-encoder (all labels) on 32 pairs" and said[-1].startswith("validation: weight 0.3")
+    RecordingCE.fits = []
+    r = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, refit_cross_encoder=True
+                    ).fit(heads, bodies, y, _embed, groups=events)
+    assert [len(f["headlines"]) for f in RecordingCE.fits] == [32, 40] and r.cross_encoder_.n_fit == 40
+    # tune_on: only the masked validation pairs tune
+    RecordingCE.fits = []
+    mask = np.array([label != "discuss" for label in y])
+    t = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True).fit(heads, bodies, y, _embed,
+                                                                                        groups=events, tune_on=mask)
+    assert t.validation_["pairs"] == 6
+    # without groups the headlines group the pairs (here the same events)
+    RecordingCE.fits = []
+    StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True).fit(heads, bodies, y, _embed)
+    assert len({h for h in RecordingCE.fits[0]["headlines"]}) == 8
+
+
+def test_a_validation_split_that_loses_a_label_names_it():
+    from classify.errors import DataError
+
+    heads, bodies, y, events = _pairs(n_events=5)
+    y = y.copy()
+    y[y == "discuss"] = "agree"
+    y[0] = "discuss"  # one discuss pair, in event 0
+    events = [e if e != "event-0" else "event-0" for e in events]
+    for seed in range(20):  # a seed whose validation part holds event 0
+        m = StanceModel(StanceClassifier(), calibrate=True, validation_size=0.2, random_state=seed)
+        try:
+            m.fit(heads, bodies, y, _embed, groups=events)
+        except DataError as err:
+            assert "leaves no pair labelled 'discuss' to fit on" in str(err)
+            assert "stance.validation_size" in str(err) and "seed" in str(err)
+            break
+    else:
+        raise AssertionError("no seed put event 0 in the validation part")
