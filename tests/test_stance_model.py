@@ -574,3 +574,119 @@ def test_a_validation_split_that_loses_a_label_names_it():
             break
     else:
         raise AssertionError("no seed put event 0 in the validation part")
+
+
+def test_base_estimators_carry_the_settings():
+    hgb = StanceClassifier(kind="hgb", learning_rate=0.2, max_iter=17, max_leaf_nodes=9, class_weight=None,
+                           random_state=3)._base()
+    assert {k: hgb.get_params()[k] for k in ("learning_rate", "max_iter", "max_leaf_nodes", "class_weight",
+                                              "random_state", "early_stopping")} == \
+        {"learning_rate": 0.2, "max_iter": 17, "max_leaf_nodes": 9, "class_weight": None, "random_state": 3,
+         "early_stopping": False}
+    pipe = StanceClassifier(C=0.7, class_weight="balanced", max_iter=55, random_state=4)._base()
+    scaler, logreg = [step for _, step in pipe.steps]
+    assert type(scaler).__name__ == "StandardScaler"
+    assert {k: logreg.get_params()[k] for k in ("C", "class_weight", "max_iter", "random_state")} == \
+        {"C": 0.7, "class_weight": "balanced", "max_iter": 55, "random_state": 4}
+
+
+def _separable(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.array(CLASSES)[rng.integers(0, 4, n)]
+    X = rng.normal(scale=0.3, size=(n, 4)) + np.eye(4)[np.searchsorted(CLASSES, y)] * 2
+    return X, y
+
+
+def test_two_stage_separates_unrelated_first_then_the_rest():
+    X, y = _separable()
+    clf = StanceClassifier(two_stage=True).fit(X, y)
+    assert clf.stage1_.classes_.tolist() == [False, True]  # True: related
+    assert "unrelated" not in clf.stage2_.classes_.tolist() and len(clf.stage2_.classes_) == 3
+    assert (clf.predict(X) == y).mean() > 0.95
+    p = clf.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    related = clf.stage1_.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(p[:, 3], 1 - related)  # unrelated column: 1 - P(related)
+    one = StanceClassifier().fit(X, y)
+    assert (one.predict(X) == y).mean() > 0.95 and not hasattr(one, "stage1_")
+
+
+def test_progress_bars_name_each_stage(capsys):
+    X, y = _separable(120)
+    StanceClassifier(kind="hgb", max_iter=5, two_stage=True, show_progress=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "stance classifier, related or not" in err and "stance classifier, related pairs" in err
+    StanceClassifier(kind="hgb", max_iter=5, show_progress=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "stance classifier:" in err and "related" not in err
+
+
+def test_tune_scale_fits_on_a_grouped_part_and_scores_the_rest():
+    """The reference computation, step by step: a grouped split by validation_size and random_state, a model
+    without scale tuning on one part, _best_scale on the other with the largest class fixed."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from classify.stance import _best_scale
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] + rng.normal(scale=1.0, size=200) > 0.9, "b", "a")
+    groups = np.arange(200) // 5
+    for g, size, seed in ((groups, 0.3, 5), (None, 0.25, 1)):
+        clf = StanceClassifier(tune_scale=True, validation_size=size, random_state=seed, class_weight=None,
+                               scale_grid=(1.0, 1.5, 2.0, 3.0, 4.0))
+        clf.fit(X, y, g)
+        split = GroupShuffleSplit(1, test_size=size, random_state=seed)
+        fit_idx, val_idx = next(split.split(X, y, g if g is not None else np.arange(200)))
+        inner = StanceClassifier(validation_size=size, random_state=seed, class_weight=None).fit(X[fit_idx], y[fit_idx])
+        expected = _best_scale(inner.predict_proba(X[val_idx]), np.searchsorted(["a", "b"], y[val_idx]), 2,
+                               (1.0, 1.5, 2.0, 3.0, 4.0), fixed=0)
+        np.testing.assert_array_equal(clf.class_scale_, expected)
+        assert expected[1] > 1.0
+
+
+def test_features_pass_every_setting_to_pair_features():
+    from classify.stance import fit_term_weights, pair_features
+
+    heads, bodies, y, _ = _pairs(2)
+    m = StanceModel(top_k=1, embedding_features=False, text_embedding=True)
+    m.term_weights_ = fit_term_weights(heads + bodies)
+    np.testing.assert_array_equal(m.features(heads, bodies, _embed), pair_features(
+        heads, bodies, _embed, top_k=1, embedding_features=False, text_embedding=True, term_weights=m.term_weights_))
+    plain = StanceModel()
+    np.testing.assert_array_equal(plain.features(heads, bodies, _embed), pair_features(heads, bodies, _embed))
+
+
+def test_when_the_model_holds_out_a_validation_split():
+    ce = RecordingCE()
+    cases = [({}, False), ({"calibrate": True}, True), ({"calibrate": "temperature"}, True),
+             ({"cross_encoder": ce, "weight": "auto"}, True), ({"weight": "auto"}, False),
+             ({"cross_encoder": ce, "weight": 0.5}, False), ({"cross_encoder": ce, "tune_scale": True}, True),
+             ({"cross_encoder": ce, "tune_scale": True, "mode": "related"}, False), ({"tune_scale": True}, False)]
+    for settings, expected in cases:
+        assert StanceModel(StanceClassifier(), **settings)._validates() is expected, settings
+
+
+def test_parts_fitted_for_validation_leave_scale_tuning_to_the_mix_and_related_mode_skips_unrelated():
+    heads, bodies, y, events = _pairs()
+    RecordingCE.fits = []
+    m = StanceModel(StanceClassifier(tune_scale=True), RecordingCE(classes=CLASSES[:3]), mode="related",
+                    weight=0.5, calibrate=True).fit(heads, bodies, y, _embed, groups=events)
+    assert m.classifier_.tune_scale is False  # scales are tuned on the mixed probabilities
+    assert all("unrelated" not in f["labels"] for f in RecordingCE.fits)
+    assert [len(f["labels"]) for f in RecordingCE.fits] == [24]  # 3 related pairs of each of 8 events
+    m = StanceModel(StanceClassifier(tune_scale=True)).fit(heads, bodies, y, _embed, groups=events)
+    assert m.classifier_.tune_scale is True  # not validating: the classifier keeps tuning its own
+
+
+def test_term_weights_settings():
+    from classify.stance import fit_term_weights
+
+    tw = fit_term_weights(["The Kherson bridge and the the the bridge", "Kherson ferry"])
+    assert "the" not in tw.vocabulary_ and "ferry" in tw.vocabulary_  # English stop words out; min_df 1
+    assert tw.sublinear_tf and tw.dtype == np.float32
+    row = tw.transform(["bridge bridge bridge kherson"]).toarray()[0]
+    idf = tw.idf_
+    expected = np.array([(1 + np.log(3)) * idf[tw.vocabulary_["bridge"]], idf[tw.vocabulary_["kherson"]]])
+    expected /= np.linalg.norm(expected)
+    np.testing.assert_allclose([row[tw.vocabulary_["bridge"]], row[tw.vocabulary_["kherson"]]], expected, rtol=1e-6)
