@@ -690,3 +690,95 @@ def test_term_weights_settings():
     expected = np.array([(1 + np.log(3)) * idf[tw.vocabulary_["bridge"]], idf[tw.vocabulary_["kherson"]]])
     expected /= np.linalg.norm(expected)
     np.testing.assert_allclose([row[tw.vocabulary_["bridge"]], row[tw.vocabulary_["kherson"]]], expected, rtol=1e-6)
+
+
+class _FakeSide:
+    def __init__(self, content, rates, numbers=(), words=()):
+        self.content, self.rates, self.numbers, self.words = set(content), list(rates), set(numbers), list(words)
+
+
+def test_lexical_features_by_hand():
+    from classify.stance import lexical_features
+
+    h = _FakeSide("abcd", [0.1, 0.2, 0.3], {"3", "2022"}, ["w"] * 9)
+    b = _FakeSide("abe", [0.4, 0.5, 0.6], {"3"}, ["w"] * 15)
+    best = _FakeSide("ae", [0.7, 0.8, 0.9], words=["x", "denies", "y"])
+    got = lexical_features(h, b, best, "Is it true? ", "A body with no question")
+    expected = [2 / 5, 2 / 4, 1 / 4, 0.4, 0.7, 1.0, 0.5, 0.8, 0.6, 0.9, 0.3, 0.1, 0.2, 1.0, 1 / 2, 0.0, 1.0,
+                np.log1p(15), np.log1p(9)]
+    np.testing.assert_allclose(got, expected)
+    # denominators of one, no refuting word, a question in the body, a headline that asks nothing
+    h1, b1 = _FakeSide("a", [0, 0, 0], {"5"}), _FakeSide("a", [0, 0, 0])
+    got = lexical_features(h1, b1, _FakeSide("a", [0, 0, 0], words=["says"]), "A statement", "Who knows? Not us")
+    np.testing.assert_allclose(got[:3], [1.0, 1.0, 1.0])
+    assert got[5] == 0.0 and got[13] == 1.0 and got[14] == 1.0 and got[15] == 1.0 and got[16] == 0.0
+    got = lexical_features(_FakeSide("", [0, 0, 0]), _FakeSide("", [0, 0, 0]), _FakeSide("", [0, 0, 0]), "", "")
+    assert got[:3] == [0.0, 0.0, 0.0] and got[13] == 0.0 and got[14] == 0.0
+
+
+def test_pair_features_by_hand(monkeypatch):
+    """One pair, six body sentences with chosen cosines to the headline: every similarity column, the cue words
+    of the best three sentences, and the embedding products, computed by hand."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from classify import stance
+
+    monkeypatch.setattr(stance, "WHOLE_BODY_CHARS", 10)  # embed this short body sentence by sentence
+    headline = "Kherson bridge shelled overnight"
+    sents = ["Reportedly a quiet night in the region.", "Kherson bridge was shelled overnight by artillery.",
+             "Engineers inspected the damage.", "Officials denied the bridge was closed.",
+             "Traffic resumed at noon.", "Kherson residents crossed on foot."]
+    body = " ".join(sents)
+    cos = [0.2, 0.9, 0.55, 0.65, 0.5, 0.6]
+    vec = {headline: np.array([1.0, 0.0, 0.0])}
+    for s, c in zip(sents, cos):
+        vec[s] = np.array([c, np.sqrt(1 - c * c), 0.0])
+    embed = lambda texts: np.stack([vec[t] for t in texts])  # noqa: E731
+    F = stance.pair_features([headline], [body], embed, top_k=3)
+    n_dense, n_lex, n_cue = 12, 19, len(stance.CUE_WORDS)
+    assert F.shape == (1, n_dense + n_lex + n_cue + 4 * 3) and F.dtype == np.float32
+    S = np.stack([vec[s] for s in sents])
+    b = S.mean(axis=0) / np.linalg.norm(S.mean(axis=0))
+    best = S[[1, 3, 5]].mean(axis=0) / np.linalg.norm(S[[1, 3, 5]].mean(axis=0))
+    h = vec[headline]
+    counts = CountVectorizer(stop_words="english").fit([headline, body])
+    tf = counts.transform([headline, body]).toarray().astype(float)
+    tf /= np.linalg.norm(tf, axis=1, keepdims=True)
+    dense = [h @ b, 0.9, (0.9 + 0.65) / 2, (0.9 + 0.65 + 0.6) / 3, (0.9 + 0.65 + 0.6 + 0.55 + 0.5) / 5,
+             sum(cos) / 6, 0.2, h @ best, 4 / 6, 2, 1 / 5, tf[0] @ tf[1]]
+    np.testing.assert_allclose(F[0, :n_dense], dense, rtol=1e-5, atol=1e-6)
+    cues = F[0, n_dense + n_lex:n_dense + n_lex + n_cue]
+    on = {w for w, v in zip(stance.CUE_WORDS, cues) if v}
+    assert on == {"denied"}  # in sentence 3 (one of the best three); "reportedly" is only in sentence 0
+    np.testing.assert_allclose(F[0, -12:], np.concatenate([h * best, np.abs(h - best), h * b, np.abs(h - b)]),
+                               rtol=1e-5, atol=1e-6)
+    # the best sentences are what the lexical features read: the overlap with them, not the whole body
+    lex = F[0, n_dense:n_dense + n_lex]
+    words_best = set(" ".join(sents[j] for j in (1, 3, 5)).lower().replace(".", "").split())
+    h_content = {"kherson", "bridge", "shelled", "overnight"}
+    np.testing.assert_allclose(lex[2], len(h_content & words_best) / 4)
+    # a one-segment body is its own best part
+    short = stance.pair_features([headline], ["Kherson bridge shelled."], lambda t: np.stack(
+        [vec[headline] if x == headline else np.array([0.6, 0.8, 0.0]) for x in t]), embedding_features=False)
+    assert short.shape == (1, n_dense + n_lex + n_cue)
+    np.testing.assert_allclose(short[0, [1, 3, 6, 7, 10]], [0.6, 0.6, 0.6, 0.6, 0.0], rtol=1e-6)
+
+
+def test_fit_calibration_reaches_its_bounds_where_the_data_asks():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(300, 3))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    # every gold label is the most probable one: the sharpest temperature allowed (0.05) fits best
+    t, bias = fit_calibration(proba, proba.argmax(axis=1))
+    assert t == pytest.approx(0.05, rel=1e-4) and bias[0] == 0.0
+    # labels unrelated to the probabilities: flatten (the softest allowed, 20) and let the biases carry the
+    # class frequencies; a class that never occurs gets the lowest bias allowed (-10)
+    gold = rng.choice([0, 1], size=300, p=[0.75, 0.25])
+    t, bias = fit_calibration(proba, gold)
+    assert t == pytest.approx(20.0, rel=1e-3)
+    assert bias[1] == pytest.approx(np.log(np.mean(gold == 1) / np.mean(gold == 0)), abs=0.05)
+    assert bias[2] == pytest.approx(-10.0, abs=1e-6)
+    # confidence about right: a temperature of 1 and no bias
+    gold = np.array([rng.choice(3, p=p) for p in proba])
+    t, bias = fit_calibration(proba, gold)
+    assert 0.7 < t < 1.4 and np.abs(bias).max() < 0.4
