@@ -782,3 +782,84 @@ def test_fit_calibration_reaches_its_bounds_where_the_data_asks():
     gold = np.array([rng.choice(3, p=p) for p in proba])
     t, bias = fit_calibration(proba, gold)
     assert 0.7 < t < 1.4 and np.abs(bias).max() < 0.4
+
+
+class ContextCE(FixedCrossEncoder):
+    def predict_proba(self, headlines, contexts):
+        self.seen.append((list(headlines), list(contexts)))
+        return self.proba[: len(headlines)].copy()
+
+
+def test_related_mode_with_several_related_pairs_and_a_tie():
+    # pairs 0 and 2 related (mass 0.8 and 0.6), pair 1 a tie (0.5 vs 0.5: not related), pair 3 unrelated
+    feat = [[0.5, 0.2, 0.1, 0.2], [0.2, 0.2, 0.1, 0.5], [0.1, 0.4, 0.1, 0.4], [0.1, 0.1, 0.1, 0.7]]
+    ce = ContextCE([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], classes=CLASSES[:3])
+    m = fitted(FixedClassifier(feat), ce, mode="related", weight=0.5)
+    proba = m._mix(m.classifier_, ce, 0.5, np.zeros((4, 1)), ["h0", "h1", "h2", "h3"], ["c0", "c1", "c2", "c3"])
+    assert ce.seen == [(["h0", "h2"], ["c0", "c2"])]
+    for row, mass, ce_row in ((0, 0.8, [0, 1, 0]), (2, 0.6, [1, 0, 0])):
+        inner = np.array(feat[row][:3]) / mass
+        np.testing.assert_allclose(proba[row, :3], (0.5 * np.array(ce_row) + 0.5 * inner) * mass)
+        assert proba[row, 3] == feat[row][3]
+    np.testing.assert_allclose(proba[[1, 3]], np.array(feat)[[1, 3]])
+
+
+def test_predict_proba_edges_and_what_the_cross_encoder_reads(monkeypatch):
+    from sklearn.exceptions import NotFittedError
+
+    from classify import stance
+
+    with pytest.raises(NotFittedError, match="^StanceModel is not fitted$"):
+        StanceModel().predict_proba(H, B, embed)
+    m = fitted(FixedClassifier([[0.25] * 4]))
+    assert m.predict_proba([], [], embed).shape == (0, 4)
+    ce = ContextCE([[0.7, 0.1, 0.1, 0.1]])
+    m = fitted(FixedClassifier([[0.25] * 4]), ce, weight=0.5)
+    m.top_k = 1
+    monkeypatch.setattr(stance, "WHOLE_BODY_CHARS", 10)
+    body = "First sentence here. Second sentence there."
+    m.predict_proba(["Second sentence"], [body], lambda ts: np.stack([[1.0, 0.0] if "Second" in t else [0.0, 1.0]
+                                                                      for t in ts]))
+    assert ce.seen == [(["Second sentence"], ["Second sentence there."])]  # its best sentence, not the body
+    plain = fitted(FixedClassifier([[0.25] * 4]))
+    assert plain.predict_proba(["h"], ["A body."], embed).shape == (1, 4)
+
+
+def test_normalise_by_hand():
+    m = fitted(FixedClassifier([[0.25] * 4]), scale=(1, 0.5, 0.5, 0.5))
+    np.testing.assert_allclose(m._normalise(np.array([[0.4, 0.2, 0.2, 0.2]])), [[0.4, 0.1, 0.1, 0.1]] / np.float64(0.7))
+
+
+def test_best_scale_with_three_classes_and_an_absent_one():
+    from classify.stance import _best_scale
+
+    # class 2 is never gold: macro-F1 over all three labels counts its 0 whenever it is predicted
+    proba = np.array([[0.5, 0.3, 0.2], [0.45, 0.4, 0.15], [0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    gold = np.array([0, 1, 1, 0])
+    # class 1 needs 1.5 (row 1: 0.45 vs 0.6; at 2 row 0 would flip); class 2 is free, so it keeps the first value
+    np.testing.assert_array_equal(_best_scale(proba, gold, 3, (0.5, 1.0, 1.5), fixed=0), [1.0, 1.5, 0.5])
+
+
+def test_split_sentences_limits():
+    from classify.stance import split_sentences
+
+    text = " ".join(f"Sentence {i} is here." for i in range(70))
+    assert len(split_sentences(text)) == 60 and split_sentences(text, 5)[-1] == "Sentence 4 is here."
+    assert split_sentences("It is. Ok. Yes. Fine then.") == ["It is.", "Ok.", "Yes.", "Fine then."]
+    assert split_sentences("Hello there. Ok") == ["Hello there."]  # fragments of two characters or fewer go
+    assert split_sentences("A. B.") == ["A. B."]  # nothing left: the text itself
+    assert split_sentences("   ") == ["."]
+
+
+def test_term_features_by_hand():
+    from classify.stance import _term_features, fit_term_weights
+
+    tw = fit_term_weights(["kherson bridge", "kherson ferry", "odesa port", "kherson port"])
+    rows = _term_features(tw, ["kherson bridge", "odesa port"], ["the bridge at kherson", "nothing shared"],
+                          ["kherson", "port"])
+    H = tw.transform(["kherson bridge", "odesa port"]).toarray()
+    B = tw.transform(["the bridge at kherson", "nothing shared", "kherson", "port"]).toarray()
+    top = tw.idf_.max()
+    np.testing.assert_allclose(rows[0], [H[0] @ B[0], H[0] @ B[2], tw.idf_[tw.vocabulary_["bridge"]] / top], rtol=1e-6)
+    np.testing.assert_allclose(rows[1], [0.0, H[1] @ B[3], 0.0], atol=1e-7)
+    assert rows.dtype == np.float32 and rows[0, 2] == pytest.approx(1.0)  # "bridge" is the rarest word
