@@ -295,3 +295,37 @@ def test_lsa_features_by_hand():
     # asking for more components than the vocabulary allows gives the most there are (terms - 1, texts - 1)
     assert lsa_features(war + vote, n_components=50).shape[1] == 7
     np.testing.assert_array_equal(lsa_features(war + vote, 2, random_state=0), Z)  # seeded
+
+
+def test_map_transform_by_hand_and_row_by_row():
+    """A new point sits at the mean of its knn nearest training points' map positions, weighted by their
+    similarity to the 4th power (floored at 1e-3); rows are placed one at a time, whatever the batch."""
+    X = np.eye(4, dtype=np.float32)
+    proj = MapProjector(method="pca", knn=2).fit(X)
+    proj.coords_ = np.array([[0, 0], [10, 0], [0, 10], [5, 5]], dtype=np.float32)
+    q = np.array([[0.8, 0.6, 0.0, 0.0], [0.0, 0.0, -0.6, 0.8], [0.0, 0.0, 0.0, -1.0]], dtype=np.float32)
+    got = proj.transform(q)
+    w = np.array([0.8 ** 4, 0.6 ** 4])
+    np.testing.assert_allclose(got[0], (w[0] * np.array([0, 0]) + w[1] * np.array([10, 0])) / w.sum(), rtol=1e-5)
+    # row 2: nearest are point 3 (0.8) then, among the tied zeros, the first (point 0); negatives floor at 1e-3
+    w = np.array([0.8 ** 4, 1e-3 ** 4])
+    np.testing.assert_allclose(got[1], (w[0] * np.array([5, 5]) + w[1] * np.array([0, 0])) / w.sum(), rtol=1e-5)
+    np.testing.assert_allclose(got[2], [5.0, 0.0], rtol=1e-5)  # all dissimilar: the first two, equally weighted
+    np.testing.assert_allclose(got, np.vstack([proj.transform(r[None]) for r in q]), rtol=1e-6)
+    assert got.shape == (3, 2)
+
+
+def test_lsa_features_are_sublinear_tfidf_without_stop_words_svd_and_unit_rows():
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    from classify.clusters import lsa_features
+
+    texts = ["kyiv kyiv kyiv drone strike", "drone strike on kyiv", "tory vote tonight", "tory vote and count",
+             "the the the kyiv vote", "drone count tonight", "strike count", "vote strike drone"]
+    tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
+    expected = normalize(TruncatedSVD(3, random_state=0).fit_transform(tfidf)).astype(np.float32)
+    np.testing.assert_allclose(lsa_features(texts, 3), expected, rtol=1e-5, atol=1e-6)
+    # the vocabulary (terms in 2+ texts, at most half of them) bounds the components: terms - 1
+    assert lsa_features(texts, 50).shape == (8, tfidf.shape[1] - 1) and tfidf.shape[1] - 1 < len(texts) - 1
