@@ -863,3 +863,31 @@ def test_term_features_by_hand():
     np.testing.assert_allclose(rows[0], [H[0] @ B[0], H[0] @ B[2], tw.idf_[tw.vocabulary_["bridge"]] / top], rtol=1e-6)
     np.testing.assert_allclose(rows[1], [0.0, H[1] @ B[3], 0.0], atol=1e-7)
     assert rows.dtype == np.float32 and rows[0, 2] == pytest.approx(1.0)  # "bridge" is the rarest word
+
+
+def test_state_accepts_what_is_valid_and_names_what_is_not():
+    m, state = _stateful(temperature=0.5)
+    full = FixedCrossEncoder([[0.25] * 4], classes=CLASSES)  # a cross-encoder on all four labels
+    assert StanceModel.from_state(state, m.classifier_, full).temperature_ == 0.5
+    for change, message in (({"term_weights": True}, "stance.skops holds no term weights but stance.json expects them"),
+                            ({"class_scale": [1, 1]}, "stance classifier classes do not match stance.json"),
+                            ({"bias": [0, 0]}, "stance.json: bias must hold one finite number per class"),
+                            ({"temperature": 0}, "stance temperature must be positive")):
+        m, state = _stateful(**change)
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            StanceModel.from_state(state, m.classifier_, None)
+    m, state = _stateful()
+    with pytest.raises(ValueError, match="^cross-encoder classes are not stance classes$"):
+        StanceModel.from_state(state, m.classifier_, FixedCrossEncoder([[1.0]], classes=["favor"]))
+
+
+def test_validation_holds_out_whole_groups_of_the_given_size():
+    heads, bodies, y, events = _pairs()
+    heads = [f"{h} ({i % 2})" for i, h in enumerate(heads)]  # two headlines per event
+    RecordingCE.fits = []
+    StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, validation_size=0.3).fit(
+        heads, bodies, y, _embed, groups=events)
+    fitted_heads = RecordingCE.fits[0]["headlines"]
+    assert len(fitted_heads) == 28  # 7 of 10 events, 4 pairs each
+    fitted_events = {events[heads.index(h)] for h in fitted_heads}
+    assert len(fitted_events) == 7 and len(set(fitted_heads)) == 14  # both headlines of each of them
