@@ -329,3 +329,33 @@ def test_lsa_features_are_sublinear_tfidf_without_stop_words_svd_and_unit_rows()
     np.testing.assert_allclose(lsa_features(texts, 3), expected, rtol=1e-5, atol=1e-6)
     # the vocabulary (terms in 2+ texts, at most half of them) bounds the components: terms - 1
     assert lsa_features(texts, 50).shape == (8, tfidf.shape[1] - 1) and tfidf.shape[1] - 1 < len(texts) - 1
+
+
+def test_make_reducer_settings():
+    from classify.clusters import make_reducer
+
+    p = make_reducer(3, 7, 0.2, "euclidean", 5, verbose=True).get_params()
+    assert {k: p[k] for k in ("n_components", "n_neighbors", "min_dist", "metric", "random_state", "n_jobs",
+                              "verbose")} == {"n_components": 3, "n_neighbors": 7, "min_dist": 0.2,
+                                              "metric": "euclidean", "random_state": 5, "n_jobs": 1, "verbose": True}
+    assert p["tqdm_kwds"] == {"desc": "UMAP to 3-D, epochs", "disable": False}
+    d = make_reducer().get_params()
+    assert {k: d[k] for k in ("n_components", "n_neighbors", "min_dist", "metric", "random_state", "verbose")} == \
+        {"n_components": 5, "n_neighbors": 15, "min_dist": 0.0, "metric": "cosine", "random_state": 0, "verbose": False}
+    assert d["tqdm_kwds"]["disable"] is True
+
+
+def test_silhouette_by_reference():
+    from sklearn.metrics import silhouette_score
+
+    from classify.clusters import NOISE, silhouette
+
+    rng = np.random.default_rng(0)
+    Z = np.vstack([rng.normal(0, 0.3, (20, 2)), rng.normal(3, 0.3, (20, 2)), rng.normal(-3, 0.3, (5, 2))])
+    labels = np.array([0] * 20 + [1] * 20 + [NOISE] * 5)
+    keep = labels != NOISE
+    assert silhouette(Z, labels) == pytest.approx(silhouette_score(Z[keep], labels[keep]))  # noise left out
+    assert silhouette(Z, labels, "cosine") == pytest.approx(silhouette_score(Z[keep], labels[keep], metric="cosine"))
+    assert silhouette(Z, np.zeros(45, int)) is None  # one cluster
+    assert silhouette(Z[:3], np.array([0, 1, 2])) is None  # one point per cluster
+    assert silhouette(Z[:3], np.array([0, 0, 1])) is not None
