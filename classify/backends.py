@@ -67,12 +67,21 @@ def batch_rows(backend: str, batch_size: int) -> int:
     return 1 if backend == "onnx-int8" else batch_size
 
 
-def _progress(batches, show: bool, total: int):
-    if not show:
-        return batches
-    from tqdm.auto import tqdm
+def encode_canonical(lengths: list[int], rows: int, run, show_progress: bool = False) -> np.ndarray | None:
+    """``run(padded indices) -> one output row per index`` over ``canonical_batches``, the outputs put back in call
+    order (None for no texts)."""
+    batches = list(canonical_batches(lengths, rows))
+    if show_progress:
+        from tqdm.auto import tqdm
 
-    return tqdm(batches, desc="Batches", unit="batch", total=total)
+        batches = tqdm(batches, desc="Batches", unit="batch")
+    out = None
+    for idx, padded in batches:
+        result = run(padded)
+        if out is None:
+            out = np.zeros((len(lengths), result.shape[1]), np.float32)
+        out[idx] = result[:len(idx)]
+    return out
 
 
 class BackendError(ClassifyError):
@@ -182,15 +191,9 @@ class TorchEncoder:
         # the model's own tokenisation (sentence-transformers strips each text first)
         lengths = [len(x) for x in self.tokenizer([t.strip() for t in texts], truncation=True,
                                                    max_length=self.max_length)["input_ids"]]
-        batches = list(canonical_batches(lengths, batch_size))
-        out = None
-        for idx, padded in _progress(batches, show_progress, len(batches)):
-            result = self.model.encode([texts[i] for i in padded], batch_size=batch_size, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
-            if out is None:
-                out = np.zeros((len(texts), result.shape[1]), np.float32)
-            out[idx] = result[:len(idx)]
-        return out
+        return encode_canonical(lengths, batch_size, lambda padded: self.model.encode(
+            [texts[i] for i in padded], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False), show_progress)
 
 
 # ---------------------------------------------------------------------------------------------------- onnx
@@ -321,22 +324,18 @@ class OnnxEncoder:
                 raise BackendError(f"{path}: cannot load the ONNX export: {str(err2).splitlines()[0]}") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.path = path
-        self.quantized = quantized
+        self.backend = "onnx-int8" if quantized else "onnx"
 
     def pooled(self, ids: list[list[int]], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
         """Mean-pooled (not normalised) outputs for token id lists, in canonical batches (``canonical_batches``:
         one length, ``batch_size`` rows each, so no padding and no dependence on the other texts)."""
-        out = None
-        rows = batch_rows("onnx-int8" if self.quantized else "onnx", batch_size)
-        batches = list(canonical_batches([len(x) for x in ids], rows))
-        for idx, padded in _progress(batches, show_progress, len(batches)):
+        def run(padded):
             input_ids = np.asarray([ids[i] for i in padded], np.int64)
             feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
                     "token_type_ids": np.zeros_like(input_ids)}
-            result = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
-            if out is None:
-                out = np.zeros((len(ids), result.shape[1]), np.float32)
-            out[idx] = result[:len(idx)]
+            return self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+
+        out = encode_canonical([len(x) for x in ids], batch_rows(self.backend, batch_size), run, show_progress)
         return out if out is not None else np.zeros((0, 0), np.float32)
 
     def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
