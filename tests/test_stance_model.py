@@ -563,7 +563,6 @@ def test_a_validation_split_that_loses_a_label_names_it():
     y = y.copy()
     y[y == "discuss"] = "agree"
     y[0] = "discuss"  # one discuss pair, in event 0
-    events = [e if e != "event-0" else "event-0" for e in events]
     for seed in range(20):  # a seed whose validation part holds event 0
         m = StanceModel(StanceClassifier(), calibrate=True, validation_size=0.2, random_state=seed)
         try:
