@@ -179,6 +179,12 @@ class CrossEncoderConfig(_Strict):
     """After tuning on the validation split, train the cross-encoder again on all of data.train (twice the time)."""
     length_batches: bool = True
     """Batch training pairs of similar length together (about 2x faster on CPU); false: plain shuffled batches."""
+    same_event: int = Field(0, ge=0)
+    """Also train a "same event" head on story pairs of the training events: up to this many pairs of two stories
+    of one event per event, each matched by the title paired with the most similar story of another event; 0: off."""
+    device: str = "cpu"
+    """Torch device of the cross-encoder's training and scoring (`cpu`, `cuda`, `cuda:1`, `mps`); results are
+    reproducible per device."""
 
 
 class StanceConfig(_Strict):
@@ -188,6 +194,10 @@ class StanceConfig(_Strict):
     hard_negatives: int = Field(0, ge=0)
     """Pair every training headline with its k most similar stories of *other* events (embedding cosine),
     labelled unrelated: the way a site's recommender fills a real page with close but different stories."""
+    validation_hard_negatives: int = Field(4, ge=0)
+    """Mined the same way for each headline of the validation split and scored there (never trained on): the
+    validation pairs then hold recommender-style `unrelated` stories whatever `hard_negatives` trains on, so
+    settings are compared on the same pairs."""
     hard_negative_max_similarity: float | None = Field(0.62, ge=-1.0, le=1.0)
     """Never draw a hard negative closer to the headline than this cosine (null: no limit). Above it, stories of
     two event ids are often the same event written up twice, so `unrelated` would be a wrong label."""

@@ -19,7 +19,7 @@ from .embed import resolve_model_path
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
-                 length_batches: bool = True):
+                 length_batches: bool = True, device: str = "cpu"):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -28,6 +28,7 @@ class CrossEncoder:
         self.seed = seed
         self.show_progress = show_progress
         self.length_batches = length_batches
+        self.device = device
 
     def _build(self, n_classes: int):
         import torch
@@ -40,32 +41,54 @@ class CrossEncoder:
         self.tokenizer_ = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.encoder_ = AutoModel.from_pretrained(path, local_files_only=True)
         self.head_ = torch.nn.Linear(self.encoder_.config.hidden_size, n_classes)
+        self.encoder_.to(self.device)
+        self.head_.to(self.device)
 
-    def _logits(self, headlines, contexts):
+    def _pooled(self, headlines, contexts):
         batch = self.tokenizer_(list(headlines), list(contexts), truncation="only_second", max_length=self.max_length,
-                                padding=True, return_tensors="pt")
+                                padding=True, return_tensors="pt").to(self.device)
         hidden = self.encoder_(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        return self.head_((hidden * mask).sum(1) / mask.sum(1))
+        return (hidden * mask).sum(1) / mask.sum(1)
 
-    def fit(self, headlines: list[str], contexts: list[str], labels: list[str]) -> "CrossEncoder":
+    def _logits(self, headlines, contexts):
+        return self.head_(self._pooled(headlines, contexts))
+
+    def fit(self, headlines: list[str], contexts: list[str], labels: list[str], same_event=None) -> "CrossEncoder":
+        """``same_event`` (optional): ``(first, second, same)`` story pairs and whether they report one event.
+        A second head learns that on the shared encoder (more relatedness examples than stance labels give); it
+        is only a training signal: predictions come from the stance head, and only that head is saved."""
         import torch
         from tqdm.auto import tqdm
 
         self.classes_ = np.unique(labels)
         self._build(len(self.classes_))
-        y = torch.tensor(np.searchsorted(self.classes_, labels))
+        y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
         counts = torch.bincount(y, minlength=len(self.classes_)).float()
         loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
         params = list(self.encoder_.parameters()) + list(self.head_.parameters())
+        self.same_event_head_ = None
+        batches = [(False, b) for b in self._batches(headlines, contexts, len(labels))]
+        if same_event is not None and len(same_event[0]):
+            first, second, same = same_event
+            aux_head = self.same_event_head_ = torch.nn.Linear(self.encoder_.config.hidden_size, 2).to(self.device)
+            aux_y = torch.tensor(np.asarray(same, dtype=np.int64)).to(self.device)
+            params += list(aux_head.parameters())
+            aux = [(True, b) for b in self._batches(first, second, len(first), seed_offset=1)]
+            rng = np.random.RandomState(self.seed + 2)
+            batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
+                       for i in rng.permutation(len(batches) + len(aux))]
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
-        batches = self._batches(headlines, contexts, len(labels))
         steps = len(batches)
         warmup = max(1, steps // 15)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
         self.encoder_.train()
-        for idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
-            loss = loss_fn(self._logits([headlines[i] for i in idx], [contexts[i] for i in idx]), y[idx])
+        for is_aux, idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
+            if is_aux:
+                logits = aux_head(self._pooled([first[i] for i in idx], [second[i] for i in idx]))
+                loss = torch.nn.functional.cross_entropy(logits, aux_y[idx])
+            else:
+                loss = loss_fn(self._logits([headlines[i] for i in idx], [contexts[i] for i in idx]), y[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -73,10 +96,10 @@ class CrossEncoder:
         self.encoder_.eval()
         return self
 
-    def _batches(self, headlines, contexts, n: int) -> list[np.ndarray]:
+    def _batches(self, headlines, contexts, n: int, seed_offset: int = 0) -> list[np.ndarray]:
         """Training batches for ``epochs`` passes: a seeded shuffle, then (``length_batches``) pairs of similar
         length batched together inside windows of 50 batches (less padding), and the batches shuffled again."""
-        rng = np.random.RandomState(self.seed)
+        rng = np.random.RandomState(self.seed + seed_offset)
         total = max(self.batch_size, int(round(self.epochs * n)))
         order = np.concatenate([rng.permutation(n) for _ in range(-(-total // n))])[:total]
         if not self.length_batches:
@@ -100,14 +123,23 @@ class CrossEncoder:
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
                 logits = self._logits([headlines[j] for j in idx], [contexts[j] for j in idx])
-                out[idx] = torch.softmax(logits, -1).numpy()
+                out[idx] = torch.softmax(logits, -1).cpu().numpy()
         return out
+
+    def same_event_proba(self, first: list[str], second: list[str]) -> np.ndarray:
+        """P(same event) of story pairs from the training-only head (``fit(..., same_event=...)``); not saved."""
+        import torch
+
+        if getattr(self, "same_event_head_", None) is None:
+            raise ValueError("this cross-encoder was trained without same-event pairs (or was loaded from disk)")
+        with torch.inference_mode():
+            return torch.softmax(self.same_event_head_(self._pooled(first, second)), -1)[:, 1].cpu().numpy()
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
 
-        state = {f"encoder.{k}": v.contiguous() for k, v in self.encoder_.state_dict().items()}
-        state.update({f"head.{k}": v.contiguous() for k, v in self.head_.state_dict().items()})
+        state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
+        state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
         save_file(state, str(folder / "cross_encoder.safetensors"))
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
                                                 "length_batches")}
@@ -122,7 +154,7 @@ class CrossEncoder:
         self.classes_ = np.array(info["classes"])
         self._build(len(self.classes_))
         state = load_file(str(folder / "cross_encoder.safetensors"))
-        self.encoder_.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+        self.encoder_.load_state_dict({k[8:]: v.to(self.device) for k, v in state.items() if k.startswith("encoder.")})
         self.head_.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         self.encoder_.eval()
         return self

@@ -29,6 +29,10 @@ class StancePair:
     body of its own event."""
     view: str = "full"
     """Which view of the story the body is (``stance.views``): ``full``, ``lead`` or ``title``."""
+    mined: int = 0
+    """A mined hard negative's rank among its headline's (1 = the most similar story); 0: a pair of the data.
+    Ranks up to ``stance.hard_negatives`` train, up to ``stance.validation_hard_negatives`` are scored on the
+    validation split."""
 
 
 @dataclass

@@ -80,12 +80,13 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
         # with several story views each pair comes len(views) times: the same number of steps as one view
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,
-                                     length_batches=ce.length_batches)
+                                     length_batches=ce.length_batches, device=ce.device)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
                        tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
-                       term_weights=st.term_weights,
+                       term_weights=st.term_weights, same_event=ce.same_event,
+                       same_event_max_similarity=st.hard_negative_max_similarity,
                        random_state=config.seed, log=None if quiet else log)
 
 
@@ -145,7 +146,8 @@ def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str,
         order = np.argsort(-sims[i], kind="stable")
         picked = [j for j in order if events[j] != group[h] and (h, bodies[j]) not in paired
                   and (max_similarity is None or sims[i, j] <= max_similarity)][:k]
-        out += [StancePair(h, bodies[j], unrelated, group[h], source[h], events[j]) for j in picked]
+        out += [StancePair(h, bodies[j], unrelated, group[h], source[h], events[j], mined=rank)
+                for rank, j in enumerate(picked, 1)]
     return out
 
 
@@ -202,20 +204,27 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
                     f"{'UMAP space, euclidean' if clusterer.use_reducer else 'features, cosine'})", quiet)
 
     if corpus.pairs and config.stance.enabled:
+        st = config.stance
         pairs = corpus.pairs
-        if config.stance.hard_negatives and config.labels.unrelated:
-            extra = hard_negatives(pairs, embedder.encode, config.stance.hard_negatives, config.labels.unrelated,
-                                   config.stance.hard_negative_max_similarity)
-            log(f"hard negatives: {len(extra)} unrelated pairs of similar stories of other events", quiet)
+        validating = build_stance(config, quiet=True)._validates()
+        mine = max(st.hard_negatives, st.validation_hard_negatives if validating else 0)
+        if mine and config.labels.unrelated:
+            extra = hard_negatives(pairs, embedder.encode, mine, config.labels.unrelated,
+                                   st.hard_negative_max_similarity)
+            log(f"hard negatives: {sum(p.mined <= st.hard_negatives for p in extra)} unrelated pairs of similar "
+                f"stories of other events to train on"
+                + (f", up to {st.validation_hard_negatives} per headline to validate on" if validating else ""), quiet)
             pairs = pairs + extra
-        if config.stance.views != ["full"]:
-            pairs = story_views(pairs, config.stance.views)
-            log(f"story views {'/'.join(config.stance.views)}: {len(pairs)} training pairs", quiet)
+        if st.views != ["full"]:
+            pairs = story_views(pairs, st.views)
+            log(f"story views {'/'.join(st.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
-        model.stance = build_stance(config, quiet).fit(headlines, bodies, [p.label for p in pairs], embed,
-                                                       groups=[p.group or p.headline for p in pairs],
-                                                       tune_on=[p.view == "full" for p in pairs])
+        model.stance = build_stance(config, quiet).fit(
+            headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
+            tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
+            train_on=[p.mined <= st.hard_negatives for p in pairs],
+            body_events=[p.body_event for p in pairs])
 
     log_long_texts(embedder, quiet)
     model.meta = {

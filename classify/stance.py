@@ -116,6 +116,42 @@ def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 
     return out
 
 
+def same_event_pairs(bodies: list[str], events: list[str], embed, per_event: int, max_similarity: float | None = None,
+                     seed: int = 0) -> tuple[list[str], list[str], list[int]]:
+    """Story pairs for the cross-encoder's "same event" training head, from stories whose event is known (short
+    stories only: a page's title + snippet). For every event with two or more stories, up to ``per_event``
+    ordered pairs (first story's title, second story) labelled 1, each matched by a pair (same title, the most
+    similar story of another event, at most ``max_similarity`` cosine) labelled 0. Deterministic for a seed."""
+    story_event: dict[str, str] = {}
+    for body, event in zip(bodies, events):
+        if event and len(body) < WHOLE_BODY_CHARS:
+            story_event.setdefault(body, event)
+    stories = list(story_event)
+    if len(stories) < 2:
+        return [], [], []
+    event_arr = np.array([story_event[b] for b in stories])
+    V = embed(stories)
+    sims = V @ V.T
+    rng = np.random.RandomState(seed)
+    first, second, same = [], [], []
+    for event in dict.fromkeys(event_arr.tolist()):
+        members = np.flatnonzero(event_arr == event)
+        if len(members) < 2:
+            continue
+        ordered = [(a, b) for a in members for b in members if a != b]
+        for k in rng.permutation(len(ordered))[:per_event]:
+            a, b = ordered[k]
+            title = split_sentences(stories[a])[0]
+            others = [j for j in np.argsort(-sims[a], kind="stable") if event_arr[j] != event
+                      and (max_similarity is None or sims[a, j] <= max_similarity)]
+            first += [title, title]
+            second += [stories[b], stories[others[0]]] if others else [stories[b]]
+            same += [1, 0] if others else [1]
+            if not others:
+                first.pop()
+    return first, second, same
+
+
 def fit_term_weights(texts: list[str]) -> TfidfVectorizer:
     """TF-IDF over the training texts: overlap of rare words (names, places) says "same event" far better than
     overlap of the topic's everyday words (Russia, Ukraine, minister)."""
@@ -362,7 +398,8 @@ class StanceModel:
     def __init__(self, classifier: StanceClassifier | None = None, cross_encoder=None, mode: str = "all",
                  weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True, text_embedding: bool = False,
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
-                 refit_cross_encoder: bool = False, term_weights: bool = True, random_state: int = 0, log=None):
+                 refit_cross_encoder: bool = False, term_weights: bool = True, same_event: int = 0,
+                 same_event_max_similarity: float | None = None, random_state: int = 0, log=None):
         self.classifier = classifier
         self.cross_encoder = cross_encoder
         self.mode = mode
@@ -375,6 +412,8 @@ class StanceModel:
         self.validation_size = validation_size
         self.refit_cross_encoder = refit_cross_encoder
         self.term_weights = term_weights
+        self.same_event = same_event
+        self.same_event_max_similarity = same_event_max_similarity
         self.random_state = random_state
         self.log = log
 
@@ -399,7 +438,7 @@ class StanceModel:
         return bool(self.calibrate or (self.cross_encoder is not None and self.weight == "auto")
                     or (self._ce_inside and self.tune_scale))
 
-    def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True):
+    def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True, stories=None):
         clf = clone(self.classifier)
         if self._validates():
             clf.set_params(tune_scale=False)  # the class scales are tuned on the mixed probabilities instead
@@ -407,9 +446,15 @@ class StanceModel:
         ce = None
         if with_ce and self.cross_encoder is not None:
             keep = np.arange(len(y)) if self.mode == "all" else np.flatnonzero(y != unrelated)
-            self._say(f"cross-encoder ({self.mode} labels) on {len(keep)} pairs")
+            aux = None
+            if self.same_event and stories is not None:
+                aux = same_event_pairs(*stories, per_event=self.same_event,
+                                       max_similarity=self.same_event_max_similarity, seed=self.random_state)
+            self._say(f"cross-encoder ({self.mode} labels) on {len(keep)} pairs"
+                      + (f" + {len(aux[0])} same-event story pairs" if aux else ""))
+            extra = {"same_event": aux} if aux else {}  # a cross-encoder without that head is fitted as before
             ce = deepcopy(self.cross_encoder).fit([headlines[i] for i in keep], [contexts[i] for i in keep],
-                                                  [y[i] for i in keep])
+                                                  [y[i] for i in keep], **extra)
         return clf, ce
 
     def _mix(self, clf, ce, weight, F, headlines, contexts) -> np.ndarray:
@@ -434,11 +479,14 @@ class StanceModel:
 
     # -- estimator API ----------------------------------------------------------------------------------
     def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
-            tune_on=None) -> "StanceModel":
+            tune_on=None, body_events=None, train_on=None) -> "StanceModel":
         """``groups`` (event or headline of each pair) keep a group on one side of the validation split;
         ``tune_on`` (a mask; default all) names the pairs whose validation part may tune the weight, scales and
         calibration (e.g. only the full stories when training also sees shortened views: tune on what is
-        predicted)."""
+        predicted); ``train_on`` (a mask; default all) the pairs the parts are fitted on (the others can only
+        tune: e.g. mined negatives kept for the validation split); ``body_events`` (the event each body reports,
+        "" where unknown) feed the cross-encoder's same-event head (``same_event``), from the pairs it is fitted
+        on."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -447,16 +495,27 @@ class StanceModel:
         F = self.features(headlines, bodies, embed)
         contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder is not None else list(bodies)
         self.n_features_in_ = F.shape[1]
-        self.classes_ = np.unique(y)
+        trainable = np.ones(len(y), dtype=bool) if train_on is None else np.asarray(train_on, dtype=bool)
+        self.classes_ = np.unique(y[trainable])
         self.weight_ = 0.0 if self.cross_encoder is None else (0.5 if self.weight == "auto" else float(self.weight))
         self.class_scale_ = np.ones(len(self.classes_))
         self.temperature_ = 1.0
         self.bias_ = np.zeros(len(self.classes_))
         self.validation_ = None
         ce = None
+        events = list(body_events) if body_events is not None else None
+        def stories(idx):  # the fitted part's stories, of its own events only (no validation event leaks in)
+            if events is None:
+                return None
+            own = set(groups[idx].tolist())
+            idx = [i for i in idx if events[i] in own]
+            return [bodies[i] for i in idx], [events[i] for i in idx], embed
         if self._validates():
             split = GroupShuffleSplit(1, test_size=self.validation_size, random_state=self.random_state)
             fit_idx, val_idx = next(split.split(F, y, groups))
+            fit_idx = fit_idx[trainable[fit_idx]]
+            if tune_on is not None:
+                val_idx = val_idx[np.asarray(tune_on, dtype=bool)[val_idx]]
             self._say(f"validation split: {len(fit_idx)} pairs to fit, {len(val_idx)} to tune "
                       f"({len(set(groups[val_idx]))} groups)")
             missing = sorted(set(self.classes_.tolist()) - set(y[fit_idx].tolist()))
@@ -466,14 +525,14 @@ class StanceModel:
                 raise DataError(f"stance.validation_size: the validation split of {len(set(groups.tolist()))} groups "
                                 f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
-            if tune_on is not None:
-                val_idx = val_idx[np.asarray(tune_on, dtype=bool)[val_idx]]
             take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
-                                      groups[fit_idx], unrelated)
+                                      groups[fit_idx], unrelated, stories=stories(fit_idx))
             self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx])
         refit_ce = ce is None or self.refit_cross_encoder
-        self.classifier_, new_ce = self._fit_parts(F, headlines, contexts, y, groups, unrelated, with_ce=refit_ce)
+        idx = np.flatnonzero(trainable)
+        self.classifier_, new_ce = self._fit_parts(F[idx], [headlines[i] for i in idx], [contexts[i] for i in idx],
+                                                   y[idx], groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx))
         self.cross_encoder_ = new_ce if refit_ce else ce
         if not self._validates():
             self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)
@@ -544,6 +603,7 @@ class StanceModel:
             "calibrate": self.calibrate,
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
             "refit_cross_encoder": self.refit_cross_encoder, "term_weights": self.term_weights,
+            "same_event": self.same_event, "same_event_max_similarity": self.same_event_max_similarity,
             "random_state": self.random_state,
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
@@ -555,7 +615,8 @@ class StanceModel:
     def from_state(cls, state: dict, classifier, cross_encoder, term_weights=None) -> "StanceModel":
         self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
             "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
-            "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)))
+            "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)),
+            same_event=int(state.get("same_event", 0)), same_event_max_similarity=state.get("same_event_max_similarity"))
         self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
         if self.term_weights and term_weights is None:
             raise ValueError("stance.skops holds no term weights but stance.json expects them")

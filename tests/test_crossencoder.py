@@ -58,3 +58,36 @@ def test_training_batches_group_lengths_only_when_asked():
     assert validate_config({"data": {"train": [{"type": "topics_jsonl", "path": "x"}]},
                             "stance": {"cross_encoder": {"length_batches": False}}},
                            check_files=False).stance.cross_encoder.length_batches is False
+
+
+def test_same_event_head_trains_the_shared_encoder_and_is_not_saved(tmp_path):
+    from safetensors.numpy import load_file
+
+    from classify.crossencoder import CrossEncoder
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses"] * 4
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord."] * 4
+    labels = ["agree", "discuss", "discuss", "agree"] * 2
+    aux = (["Dam blast.", "Dam blast.", "Grain accord.", "Grain accord."],
+           ["Towns flooded downstream.", "Ports shut as accord ends.", "Ships wait at Odesa.", "Flood waters rise."],
+           [1, 0, 1, 0])
+    settings = dict(epochs=1, batch_size=4, max_length=32, show_progress=False)
+    plain = CrossEncoder(**settings).fit(heads, stories, labels)
+    again = CrossEncoder(**settings).fit(heads, stories, labels)
+    with_aux = CrossEncoder(**settings).fit(heads, stories, labels, same_event=aux)
+    np.testing.assert_array_equal(plain.predict_proba(heads, stories), again.predict_proba(heads, stories))
+    # the head's batches move the shared encoder: other stance probabilities, same classes
+    assert not np.allclose(plain.predict_proba(heads, stories), with_aux.predict_proba(heads, stories), atol=1e-6)
+    assert list(with_aux.classes_) == ["agree", "discuss"]
+    with_aux.save(tmp_path)
+    keys = load_file(str(tmp_path / "cross_encoder.safetensors"))
+    assert all(k.startswith(("encoder.", "head.")) for k in keys) and "head.weight" in keys
+    assert keys["head.weight"].shape == (2, 384)  # the stance head only
+    loaded = CrossEncoder.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(heads, stories), with_aux.predict_proba(heads, stories), atol=1e-6)
+    assert loaded.device == "cpu"  # the device trained on is not saved: a model loads anywhere
+    with pytest.raises(ValueError, match="without same-event pairs"):
+        loaded.same_event_proba(["a"], ["b"])
+    # the head learns its pairs (10 passes over 4 pairs)
+    longer = CrossEncoder(**{**settings, "epochs": 10}).fit(heads, stories, labels, same_event=aux)
+    assert ((longer.same_event_proba(aux[0], aux[1]) > 0.5) == np.array(aux[2], dtype=bool)).all()

@@ -119,9 +119,9 @@ def test_story_views_reach_training_and_keep_the_cross_encoder_steps(tiny_config
     seen = {}
     real_fit = StanceModel.fit
 
-    def spy(self, headlines, bodies, labels, embed, groups=None, tune_on=None):
+    def spy(self, headlines, bodies, labels, embed, groups=None, tune_on=None, **kwargs):
         seen["bodies"], seen["tune_on"] = list(bodies), tune_on
-        return real_fit(self, headlines, bodies, labels, embed, groups, tune_on)
+        return real_fit(self, headlines, bodies, labels, embed, groups, tune_on, **kwargs)
 
     monkeypatch.setattr(StanceModel, "fit", spy)
     plain = pipeline.train(tiny_config, quiet=True, embedder=fake_embedder)
@@ -148,5 +148,17 @@ def test_train_mines_hard_negatives_with_the_configured_count_and_cap(tiny_confi
                         real(pairs, embed, k, unrelated, cap))
     config = tiny_config.model_copy(deep=True)
     config.stance.hard_negatives, config.stance.hard_negative_max_similarity = 3, 0.41
+    config.stance.validation_hard_negatives = 5
     pipeline.train(config, quiet=True, embedder=fake_embedder)
-    assert calls == [(3, "unrelated", 0.41)]
+    assert calls == [(5, "unrelated", 0.41)]  # a validation split: enough for it too (ranks 4-5 only tune)
+    config.stance.validation_hard_negatives = 2
+    pipeline.train(config, quiet=True, embedder=fake_embedder)
+    assert calls[-1] == (3, "unrelated", 0.41)
+    config.stance.calibrate, config.stance.cross_encoder.weight = False, 0.5  # no validation split
+    config.stance.validation_hard_negatives = 5
+    pipeline.train(config, quiet=True, embedder=fake_embedder)
+    assert calls[-1] == (3, "unrelated", 0.41)
+    config.stance.hard_negatives = 0
+    calls.clear()
+    pipeline.train(config, quiet=True, embedder=fake_embedder)
+    assert calls == []  # nothing to train on, nothing to validate on: nothing mined

@@ -204,6 +204,7 @@ def test_hard_negatives_pick_the_closest_stories_of_other_events_only():
     assert by_head["H1"].body == "d" and by_head["H1"].label == "unrelated" and by_head["H1"].group == "e1"
     # H2: "c" and "b" are its own event and "d" is already paired with it: "a" (e1) is the closest left
     assert by_head["H2"].body == "a" and by_head["H2"].body_event == "e1"
+    assert all(p.mined for p in out) and not any(p.mined for p in pairs)
     assert len(hard_negatives(pairs, embed, 2, "unrelated")) == 3  # H1 gets d and b (event e2); H2 only a
     # a cap on the cosine skips stories that close (likely the same event under another id): H1 then gets "b"
     capped = {p.headline: p.body for p in hard_negatives(pairs, embed, 1, "unrelated", max_similarity=0.9)}
@@ -360,7 +361,8 @@ def test_fit_temperature_searches_the_given_grid_only():
 
 
 MODEL_PARAMS = ["classifier", "cross_encoder", "mode", "weight", "top_k", "embedding_features", "text_embedding",
-                "calibrate", "tune_scale", "validation_size", "refit_cross_encoder", "term_weights", "random_state", "log"]
+                "calibrate", "tune_scale", "validation_size", "refit_cross_encoder", "term_weights", "same_event",
+                "same_event_max_similarity", "random_state", "log"]
 
 
 def test_documented_defaults():
@@ -368,7 +370,8 @@ def test_documented_defaults():
     assert {k: getattr(m, k) for k in MODEL_PARAMS} == {
         "classifier": None, "cross_encoder": None, "mode": "all", "weight": 0.5, "top_k": 3,
         "embedding_features": True, "text_embedding": False, "calibrate": False, "tune_scale": False,
-        "validation_size": 0.2, "refit_cross_encoder": False, "term_weights": True, "random_state": 0, "log": None}
+        "validation_size": 0.2, "refit_cross_encoder": False, "term_weights": True, "same_event": 0,
+        "same_event_max_similarity": None, "random_state": 0, "log": None}
     assert StanceClassifier().get_params() == {
         "kind": "logreg", "C": 1.0, "class_weight": "balanced", "max_iter": 300, "learning_rate": 0.1,
         "max_leaf_nodes": 31, "two_stage": False, "unrelated_label": "unrelated", "tune_scale": False,
@@ -377,7 +380,7 @@ def test_documented_defaults():
 
 SETTINGS = {"mode": "related", "weight": 0.3, "top_k": 5, "embedding_features": False, "text_embedding": True,
             "calibrate": True, "tune_scale": True, "validation_size": 0.3, "refit_cross_encoder": True,
-            "term_weights": False, "random_state": 7}
+            "term_weights": False, "same_event": 6, "same_event_max_similarity": 0.55, "random_state": 7}
 
 
 def _stateful(**changes):
@@ -476,8 +479,9 @@ class RecordingCE:
     def __init__(self, classes=CLASSES):
         self.classes_ = np.asarray(classes)
 
-    def fit(self, headlines, contexts, labels):
-        RecordingCE.fits.append({"headlines": list(headlines), "contexts": list(contexts), "labels": list(labels)})
+    def fit(self, headlines, contexts, labels, same_event=None):
+        RecordingCE.fits.append({"headlines": list(headlines), "contexts": list(contexts), "labels": list(labels),
+                                 "same_event": same_event})
         self.n_fit = len(headlines)
         return self
 
@@ -890,3 +894,146 @@ def test_validation_holds_out_whole_groups_of_the_given_size():
     assert len(fitted_heads) == 28  # 7 of 10 events, 4 pairs each
     fitted_events = {events[heads.index(h)] for h in fitted_heads}
     assert len(fitted_events) == 7 and len(set(fitted_heads)) == 14  # both headlines of each of them
+
+
+def _stories_embed(table):
+    return lambda texts: np.array([table[t] for t in texts], dtype=float)
+
+
+def test_same_event_pairs_by_hand():
+    from classify.stance import same_event_pairs
+
+    a1, a2, a3 = "Dam breached. Water floods the town.", "Who blew the dam? Both sides blame each other.", \
+        "Evacuation under way. Buses leave the flooded town."
+    b1, b2 = "Grain deal ends. Moscow walks out of the accord.", "Ships stuck. Ports wait for the grain deal."
+    c1, unknown = "Lone story. Nothing else on this event.", "No event. Unknown story."
+    long_b = "Long grain story. " + "More words about the grain deal. " * 40  # over WHOLE_BODY_CHARS: skipped
+    unit = lambda *v: np.array(v, dtype=float) / np.linalg.norm(v)  # noqa: E731
+    table = {a1: unit(1, 0, 0), a2: unit(1, 0.1, 0), a3: unit(1, 0, 0.3), b1: unit(0.8, 0.6, 0),
+             b2: unit(0, 1, 0), c1: unit(0.9, 0, 0.44), unknown: unit(1, 0, 0), long_b: unit(1, 0, 0)}
+    bodies = [a1, a2, a3, b1, b2, c1, unknown, long_b, a1]  # a1 twice: one story
+    events = ["A", "A", "A", "B", "B", "C", "", "B", "A"]
+    first, second, same = same_event_pairs(bodies, events, _stories_embed(table), per_event=10)
+    title = {a1: "Dam breached.", a2: "Who blew the dam?", a3: "Evacuation under way.", b1: "Grain deal ends.",
+             b2: "Ships stuck."}
+    positives = {(f, s) for f, s, y in zip(first, second, same) if y == 1}
+    assert positives == {(title[x], y) for grp in ([a1, a2, a3], [b1, b2]) for x in grp for y in grp if x != y}
+    assert len(first) == len(second) == len(same) == 16 and same == [1, 0] * 8  # each positive, then its negative
+    # the negative: the same title with the most similar story of another event (never unknown or long ones)
+    nearest_other = {a1: c1, a2: c1, a3: c1, b1: a2, b2: a2}  # cosines by hand, e.g. a2·c1 0.894 > a2·b1 0.856
+    for f, s, y in zip(first, second, same):
+        if y == 0:
+            story = next(x for x in title if title[x] == f)
+            assert s == nearest_other[story], (f, s)
+    # per_event caps the positives of each event; max_similarity drops negatives closer than it
+    f2, s2, y2 = same_event_pairs(bodies, events, _stories_embed(table), per_event=1)
+    assert y2 == [1, 0, 1, 0]
+    f3, s3, y3 = same_event_pairs(bodies, events, _stories_embed(table), per_event=10, max_similarity=0.5)
+    for f, s, y in zip(f3, s3, y3):
+        if y == 0:
+            story = next(x for x in title if title[x] == f)
+            assert table[story] @ table[s] <= 0.5
+    # b1 has no story of another event within 0.5 (a1 0.8, a2 0.856, a3 0.766, c1 0.719): its positive stands alone
+    assert sum(y3) == 8 and len(y3) == 15
+    assert [y for f, y in zip(f3, y3) if f == "Grain deal ends."] == [1]
+    # a seed picks which ordered pairs an event gives; the same seed the same ones
+    pick = lambda seed: same_event_pairs(bodies, events, _stories_embed(table), 2, seed=seed)  # noqa: E731
+    assert pick(1) == pick(1) and any(pick(k) != pick(0) for k in range(1, 6))
+    assert same_event_pairs([a1, unknown], ["A", ""], _stories_embed(table), 10) == ([], [], [])
+
+
+def test_same_event_pairs_come_from_the_fitted_events_only():
+    heads, bodies, y, events = _pairs()
+    short = [f"Story {i} of {e}. It says what happened at {e}." for i, e in enumerate(events)]
+    body_events = [e if label != "unrelated" else f"other-{i}" for i, (e, label) in enumerate(zip(events, y))]
+    RecordingCE.fits = []
+    said = []
+    m = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, top_k=1, same_event=2,
+                    log=said.append).fit(heads, short, y, _embed, groups=events, body_events=body_events)
+    fit = RecordingCE.fits[0]
+    first, second, same = fit["same_event"]
+    fitted_events = {e for h, e in zip(heads, events) if h in set(fit["headlines"])}
+    story_event = dict(zip(short, body_events))
+    assert len(fitted_events) == 8
+    # 8 fitted events with 3 related stories each: 2 positives each, each with a negative
+    assert sum(same) == 16 and len(same) == 32
+    assert all(story_event[s] in fitted_events for s in second)  # no validation event's story
+    assert "32 pairs + 32 same-event story pairs" in said[2]
+    assert m.same_event == 2
+    RecordingCE.fits = []
+    StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, top_k=1).fit(
+        heads, short, y, _embed, groups=events, body_events=body_events)
+    assert RecordingCE.fits[0]["same_event"] is None  # off by default
+    RecordingCE.fits = []
+    StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, top_k=1, same_event=2).fit(
+        heads, short, y, _embed, groups=events)
+    assert RecordingCE.fits[0]["same_event"] is None  # no body events given: nothing to pair
+
+
+def test_config_carries_the_cross_encoder_settings_into_the_model(tiny_config):
+    from classify.config import validate_config
+    from classify.pipeline import build_stance
+
+    raw = tiny_config.model_dump()
+    raw["stance"].update(hard_negative_max_similarity=0.5, cross_encoder={
+        "enabled": True, "same_event": 7, "device": "cpu:0", "epochs": 2.5, "learning_rate": 1e-5, "batch_size": 5,
+        "max_length": 40, "length_batches": False})
+    model = build_stance(validate_config(raw, check_files=False), quiet=True)
+    assert model.same_event == 7 and model.same_event_max_similarity == 0.5
+    ce = model.cross_encoder
+    assert (ce.device, ce.epochs, ce.learning_rate, ce.batch_size, ce.max_length, ce.length_batches) == \
+        ("cpu:0", 2.5, 1e-5, 5, 40, False)
+
+
+def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config, fake_embedder, monkeypatch):
+    from classify.config import validate_config
+    from classify.data import load_corpus
+    from classify.pipeline import train
+
+    seen = {}
+
+    def recording_fit(self, headlines, bodies, labels, embed, groups=None, tune_on=None, body_events=None,
+                      train_on=None):
+        seen.update(n=len(headlines), tune_on=list(tune_on), train_on=list(train_on), labels=list(labels),
+                    body_events=list(body_events))
+        self.validation_ = None
+        return self
+
+    monkeypatch.setattr(StanceModel, "fit", recording_fit)
+    for calibrate, mined_per_headline in ((True, 3), (False, 2)):  # without a validation split nothing to score
+        raw = tiny_config.model_dump()
+        raw["stance"].update(hard_negatives=2, validation_hard_negatives=3, hard_negative_max_similarity=None,
+                             calibrate=calibrate)
+        config = validate_config(raw, check_files=False)
+        real = load_corpus(config.data.train, config).pairs
+        train(config, quiet=True, embedder=fake_embedder)
+        heads = len({p.headline for p in real})
+        mined = seen["n"] - len(real)
+        assert mined == heads * mined_per_headline and set(seen["labels"][len(real):]) == {"unrelated"}
+        ranks = [0] * len(real) + [r for _ in range(heads) for r in range(1, mined_per_headline + 1)]
+        assert seen["train_on"] == [r <= 2 for r in ranks]
+        assert seen["tune_on"] == [r <= 3 for r in ranks]
+        assert seen["body_events"][:len(real)] == [p.body_event for p in real]
+
+
+def test_pairs_outside_train_on_are_scored_on_validation_but_never_fitted():
+    heads, bodies, y, events = _pairs()
+    n = len(y)
+    extra_bodies = [f"Mined story {e} that is another event." for e in range(10)]
+    heads2, bodies2 = heads + [f"Headline of event {e}" for e in range(10)], bodies + extra_bodies
+    y2, events2 = np.concatenate([y, ["unrelated"] * 10]), events + [f"event-{e}" for e in range(10)]
+    train_on = np.arange(n + 10) < n
+    RecordingCE.fits = []
+    said = []
+    m = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, top_k=1, term_weights=False,
+                    log=said.append).fit(heads2, bodies2, y2, _embed, groups=events2, train_on=train_on)
+    assert [len(f["contexts"]) for f in RecordingCE.fits] == [32]  # 8 events x 4, none of the extra pairs
+    assert not any("Mined story" in c for f in RecordingCE.fits for c in f["contexts"])
+    assert said[1] == "validation split: 32 pairs to fit, 10 to tune (2 groups)"  # 2 events x (4 + 1 extra)
+    assert m.validation_["pairs"] == 10
+    # the refitted feature classifier sees the trainable pairs only: the same fit as without the extra pairs
+    # (TF-IDF term weights off: they are fitted on every text, unsupervised)
+    plain = StanceModel(StanceClassifier(), RecordingCE(), weight=0.3, calibrate=True, top_k=1,
+                        term_weights=False).fit(heads, bodies, y, _embed, groups=events)
+    F = m.features(heads, bodies, _embed)
+    np.testing.assert_allclose(m.classifier_.predict_proba(F), plain.classifier_.predict_proba(F), atol=1e-6)
