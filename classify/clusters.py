@@ -68,8 +68,13 @@ def fit_reducer(reducer, X):
 
 def lsa_features(texts: list[str], n_components: int, random_state: int = 0) -> np.ndarray:
     """TF-IDF → truncated SVD, L2-normalised: lexical topic signal to append to embeddings."""
-    tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
+    try:
+        tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
+    except ValueError:  # too few texts or words for any term to pass min_df / max_df: no lexical dimensions
+        return np.zeros((len(texts), 0), dtype=np.float32)
     k = min(n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+    if k < 1:
+        return np.zeros((len(texts), 0), dtype=np.float32)
     return normalize(TruncatedSVD(k, random_state=random_state).fit_transform(tfidf)).astype(np.float32)
 
 

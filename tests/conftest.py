@@ -95,7 +95,8 @@ def tiny_config(tmp_path):
                  "test": [{"type": "topics_jsonl", "path": str(topics)},
                           {"type": "stance_jsonl", "path": str(stance), "unrelated_per_headline": 2}]},
         "clustering": {"reducer": None, "knn": 3, "map_method": "pca"},
-        "stance": {"classifier": {"type": "logreg", "C": 1.0}},
+        # a synthetic corpus, not page-shaped: no mined validation stories (tests that need them set the key)
+        "stance": {"classifier": {"type": "logreg", "C": 1.0}, "validation_hard_negatives": 0},
     }
     return validate_config(raw)
 
