@@ -295,6 +295,10 @@ def test_lsa_features_by_hand():
     # asking for more components than the vocabulary allows gives the most there are (terms - 1, texts - 1)
     assert lsa_features(war + vote, n_components=50).shape[1] == 7
     np.testing.assert_array_equal(lsa_features(war + vote, 2, random_state=0), Z)  # seeded
+    # too few texts or shared words for any LSA dimension: none (the embeddings alone are clustered)
+    for texts in (["one text"], ["alpha beta", "gamma delta"], ["", ""]):
+        out = lsa_features(texts, 100)
+        assert out.shape == (len(texts), 0) and out.dtype == np.float32
 
 
 def test_map_transform_by_hand_and_row_by_row():
