@@ -296,7 +296,8 @@ def test_lsa_features_by_hand():
     assert lsa_features(war + vote, n_components=50).shape[1] == 7
     np.testing.assert_array_equal(lsa_features(war + vote, 2, random_state=0), Z)  # seeded
     # too few texts or shared words for any LSA dimension: none (the embeddings alone are clustered)
-    for texts in (["one text"], ["alpha beta", "gamma delta"], ["", ""]):
+    for texts in (["one text"], ["alpha beta", "gamma delta"], ["", ""],
+                  ["alpha beta", "alpha gamma", "delta", "epsilon"]):  # one term passes min_df / max_df: k = 0
         out = lsa_features(texts, 100)
         assert out.shape == (len(texts), 0) and out.dtype == np.float32
 
