@@ -206,7 +206,8 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
     if corpus.pairs and config.stance.enabled:
         st = config.stance
         pairs = corpus.pairs
-        validating = build_stance(config, quiet=True)._validates()
+        stance = build_stance(config, quiet)
+        validating = stance._validates()
         mine = max(st.hard_negatives, st.validation_hard_negatives if validating else 0)
         if mine and config.labels.unrelated:
             extra = hard_negatives(pairs, embedder.encode, mine, config.labels.unrelated,
@@ -220,7 +221,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             log(f"story views {'/'.join(st.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
-        model.stance = build_stance(config, quiet).fit(
+        model.stance = stance.fit(
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
             tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
             train_on=[p.mined <= st.hard_negatives for p in pairs],

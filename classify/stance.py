@@ -132,6 +132,11 @@ def same_event_pairs(bodies: list[str], events: list[str], embed, per_event: int
     event_arr = np.array([story_event[b] for b in stories])
     V = embed(stories)
     sims = V @ V.T
+
+    def nearest_other(a):  # the most similar story of another event within max_similarity, or None
+        return next((j for j in np.argsort(-sims[a], kind="stable") if event_arr[j] != event_arr[a]
+                     and (max_similarity is None or sims[a, j] <= max_similarity)), None)
+
     rng = np.random.RandomState(seed)
     first, second, same = [], [], []
     for event in dict.fromkeys(event_arr.tolist()):
@@ -141,14 +146,11 @@ def same_event_pairs(bodies: list[str], events: list[str], embed, per_event: int
         ordered = [(a, b) for a in members for b in members if a != b]
         for k in rng.permutation(len(ordered))[:per_event]:
             a, b = ordered[k]
-            title = split_sentences(stories[a])[0]
-            others = [j for j in np.argsort(-sims[a], kind="stable") if event_arr[j] != event
-                      and (max_similarity is None or sims[a, j] <= max_similarity)]
-            first += [title, title]
-            second += [stories[b], stories[others[0]]] if others else [stories[b]]
-            same += [1, 0] if others else [1]
-            if not others:
-                first.pop()
+            title, other = split_sentences(stories[a])[0], nearest_other(a)
+            for story, label in [(b, 1)] + ([] if other is None else [(other, 0)]):
+                first.append(title)
+                second.append(stories[story])
+                same.append(label)
     return first, second, same
 
 
@@ -504,12 +506,14 @@ class StanceModel:
         self.validation_ = None
         ce = None
         events = list(body_events) if body_events is not None else None
+        take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
+
         def stories(idx):  # the fitted part's stories, of its own events only (no validation event leaks in)
             if events is None:
                 return None
             own = set(groups[idx].tolist())
             idx = [i for i in idx if events[i] in own]
-            return [bodies[i] for i in idx], [events[i] for i in idx], embed
+            return take(bodies, idx), take(events, idx), embed
         if self._validates():
             split = GroupShuffleSplit(1, test_size=self.validation_size, random_state=self.random_state)
             fit_idx, val_idx = next(split.split(F, y, groups))
@@ -525,14 +529,13 @@ class StanceModel:
                 raise DataError(f"stance.validation_size: the validation split of {len(set(groups.tolist()))} groups "
                                 f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
-            take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
                                       groups[fit_idx], unrelated, stories=stories(fit_idx))
             self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx])
         refit_ce = ce is None or self.refit_cross_encoder
         idx = np.flatnonzero(trainable)
-        self.classifier_, new_ce = self._fit_parts(F[idx], [headlines[i] for i in idx], [contexts[i] for i in idx],
-                                                   y[idx], groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx))
+        self.classifier_, new_ce = self._fit_parts(F[idx], take(headlines, idx), take(contexts, idx), y[idx],
+                                                   groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx))
         self.cross_encoder_ = new_ce if refit_ce else ce
         if not self._validates():
             self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)
