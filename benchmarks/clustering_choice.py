@@ -1,14 +1,14 @@
 """Which reducer should clustering use by default? The same KMeans under four settings, on three kinds of text:
 
-  - the team corpus: every topic text of configs/default.yaml (train and test sources), 4 topics, short news texts;
+  - the team corpus: the training topic texts of configs/default.yaml (data.train), 4 topics, short news texts;
   - AG News: the 7,600 test items (title + description), 4 classes (../shared/datasets/agnews/test.csv);
   - FNC-1 bodies: the 1,683 training bodies, whole articles (median ~300 words), embedded by chunks
     (`embedding.long_texts: chunk`). FNC-1 has no topics, so the groups to recover are its *claims*: two bodies
     belong to one claim when a headline is related (agree / disagree / discuss) to both; connected components of
     that relation with 2+ bodies are the groups, k = their number.
 
-Settings (`clustering.*` overrides on configs/default.yaml's clustering section): `reducer: null` (KMeans on the
-embeddings, cosine-normalised), UMAP (the shipped reducer: 5 dims, 15 neighbours, cosine), embeddings + LSA
+Settings (`clustering.*` overrides, each setting naming every key it varies): `reducer: null` (KMeans on the
+embeddings, cosine-normalised), UMAP (the previous default: 5 dims, 15 neighbours, cosine), embeddings + LSA
 (`lsa_components: 100`, `lsa_weight: 0.5`, no reducer), and UMAP over embeddings + LSA. Scores against the labels
 (never used for fitting): NMI, ARI and clustering accuracy (Hungarian matching), mean over seeds; time per fit.
 
@@ -26,25 +26,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-VARIANTS = {
+UMAP = "clustering.reducer={n_components: 5, n_neighbors: 15, min_dist: 0.0, metric: cosine}"
+VARIANTS = {  # every key set here, so the config's own clustering section does not leak into a variant
     "embeddings (reducer: null)": ["clustering.reducer=null", "clustering.lsa_components=0"],
-    "UMAP (shipped)": ["clustering.lsa_components=0"],
+    "UMAP": [UMAP, "clustering.lsa_components=0"],
     "embeddings + LSA": ["clustering.reducer=null", "clustering.lsa_components=100", "clustering.lsa_weight=0.5"],
-    "UMAP over embeddings + LSA": ["clustering.lsa_components=100", "clustering.lsa_weight=0.5"],
+    "UMAP over embeddings + LSA": [UMAP, "clustering.lsa_components=100", "clustering.lsa_weight=0.5"],
 }
 
 
 def team_corpus(config):
     from classify.data import load_corpus
 
-    texts, topics = [], []
-    for sources in (config.data.train, config.data.test):
-        corpus = load_corpus(sources, config)
-        for text, topic in zip(corpus.texts, corpus.topics):
-            if topic is not None:
-                texts.append(text)
-                topics.append(topic)
-    return texts, np.array(topics)
+    corpus = load_corpus(config.data.train, config)  # training texts only: the choice is made on them
+    keep = [i for i, topic in enumerate(corpus.topics) if topic is not None]
+    return [corpus.texts[i] for i in keep], np.array([corpus.topics[i] for i in keep])
 
 
 def agnews():
