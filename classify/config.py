@@ -183,9 +183,9 @@ class CrossEncoderConfig(_Strict):
     same_event: int = Field(0, ge=0)
     """Also train a "same event" head on story pairs of the training events: up to this many pairs of two stories
     of one event per event, each matched by the title paired with the most similar story of another event; 0: off."""
-    device: str = "cpu"
-    """Torch device of the cross-encoder's training and scoring (`cpu`, `cuda`, `cuda:1`, `mps`); results are
-    reproducible per device."""
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
+    """Torch device of the cross-encoder's training and scoring (`cpu`, `cuda`, `cuda:1`, `mps`, `xpu`); results
+    are reproducible per device. Checked to be present before training starts."""
 
 
 class StanceConfig(_Strict):

@@ -16,6 +16,23 @@ import numpy as np
 from .embed import resolve_model_path
 
 
+def check_device(device: str) -> None:
+    """Raise a one-line ConfigError unless torch can use ``device`` here (before any training starts)."""
+    import torch
+
+    kind = device.split(":")[0]
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                 "mps": lambda: torch.backends.mps.is_available(),
+                 "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}.get(kind, lambda: False)()
+    if available and kind in ("cuda", "xpu") and ":" in device:
+        available = int(device.split(":")[1]) < getattr(torch, kind).device_count()
+    if not available:
+        from .errors import ConfigError
+
+        raise ConfigError(f"stance.cross_encoder.device: {device!r} is not available on this machine (torch "
+                          f"{torch.__version__}); use cpu, or a device this machine has")
+
+
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,

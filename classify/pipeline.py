@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score
 from .metrics import (calibration_report, class_report, clustering_report, f_avg, fnc_score, has_favor_against,
                       label_f1, per_group_report, related_accuracy)
 from .model import Model
-from .crossencoder import CrossEncoder
+from .crossencoder import CrossEncoder, check_device
 from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
@@ -77,6 +77,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                   random_state=config.seed, show_progress=not quiet)
     cross_encoder = None
     if ce.enabled:
+        check_device(ce.device)
         # with several story views each pair comes len(views) times: the same number of steps as one view
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,

@@ -970,19 +970,41 @@ def test_same_event_pairs_come_from_the_fitted_events_only():
     assert RecordingCE.fits[0]["same_event"] is None  # no body events given: nothing to pair
 
 
-def test_config_carries_the_cross_encoder_settings_into_the_model(tiny_config):
+def test_config_carries_the_cross_encoder_settings_into_the_model(tiny_config, monkeypatch):
+    import classify.pipeline
     from classify.config import validate_config
     from classify.pipeline import build_stance
 
+    checked = []
+    monkeypatch.setattr(classify.pipeline, "check_device", checked.append)  # no GPU here: the wiring only
     raw = tiny_config.model_dump()
     raw["stance"].update(hard_negative_max_similarity=0.5, cross_encoder={
-        "enabled": True, "same_event": 7, "device": "cpu:0", "epochs": 2.5, "learning_rate": 1e-5, "batch_size": 5,
+        "enabled": True, "same_event": 7, "device": "cuda:1", "epochs": 2.5, "learning_rate": 1e-5, "batch_size": 5,
         "max_length": 40, "length_batches": False})
     model = build_stance(validate_config(raw, check_files=False), quiet=True)
     assert model.same_event == 7 and model.same_event_max_similarity == 0.5
     ce = model.cross_encoder
     assert (ce.device, ce.epochs, ce.learning_rate, ce.batch_size, ce.max_length, ce.length_batches) == \
-        ("cpu:0", 2.5, 1e-5, 5, 40, False)
+        ("cuda:1", 2.5, 1e-5, 5, 40, False)
+    assert checked == ["cuda:1"]  # checked before anything trains
+
+
+def test_a_device_this_machine_lacks_is_one_line_before_training(tiny_config):
+    import torch
+
+    from classify.config import validate_config
+    from classify.crossencoder import check_device
+    from classify.errors import ConfigError
+
+    check_device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"stance.cross_encoder.device: 'cuda:0' is not available on this machine"):
+            check_device("cuda:0")
+    raw = tiny_config.model_dump()
+    for bad in ("gpu", "cuda:x", "cpu:0", ""):
+        raw["stance"]["cross_encoder"] = {"enabled": True, "device": bad}
+        with pytest.raises(ConfigError, match="stance.cross_encoder.device"):
+            validate_config(raw, check_files=False)
 
 
 def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config, fake_embedder, monkeypatch):
