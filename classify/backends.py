@@ -203,11 +203,18 @@ ONNX_FILES = {False: "model.onnx", True: "model-int8.onnx"}
 
 def _export_fp32(model_path: str, target: Path) -> None:
     """torch.onnx.export of transformer + mean pooling (dynamic batch and length), then operator fusion."""
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     model = AutoModel.from_pretrained(model_path, local_files_only=True, attn_implementation="eager").eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    export_pooled(model, AutoTokenizer.from_pretrained(model_path, local_files_only=True), target)
+
+
+def export_pooled(model, tokenizer, target: Path) -> None:
+    """ONNX graph of a transformers encoder (``model``, eager attention) + mean pooling, inputs ``input_ids``,
+    ``attention_mask`` (and ``token_type_ids`` where the tokenizer makes them), output ``mean_pooled`` (not
+    normalised), fused by onnxruntime's transformer optimizer; written atomically to ``target``."""
+    import torch
+
     sample = tokenizer(["a short text", "a somewhat longer text, to trace the export with"], padding=True,
                        return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
@@ -247,6 +254,18 @@ def _export_fp32(model_path: str, target: Path) -> None:
     finally:
         raw.unlink(missing_ok=True)
         fused.unlink(missing_ok=True)
+
+
+def session_options():
+    """onnxruntime settings of every session here: all of this machine's cores on one operator at a time."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return options
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -307,11 +326,7 @@ class OnnxEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
         self.max_length = _max_seq_length(model_path)
         folder = artifact_folder(cache_root, "onnx", model_name, model_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options = session_options()
         path = ensure_onnx(model_path, folder, quantized)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -186,6 +186,10 @@ class CrossEncoderConfig(_Strict):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
     """Torch device of the cross-encoder's training and scoring (`cpu`, `cuda`, `cuda:1`, `mps`, `xpu`); results
     are reproducible per device. Checked to be present before training starts."""
+    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    """What scores pairs once the cross-encoder is trained (validation pairs in training, then predictions):
+    `torch`, or its fused ONNX export run by onnxruntime on the CPU (`onnx`: same scores; `onnx-int8`: int8
+    weights, about 4x faster than torch). Training is always torch; the model directory then holds the export."""
 
 
 class StanceConfig(_Strict):

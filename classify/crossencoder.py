@@ -8,6 +8,9 @@ weights are saved as safetensors with a JSON of settings. CPU-friendly: ~13 minu
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,10 +36,39 @@ def check_device(device: str) -> None:
                           f"{torch.__version__}); use cpu, or a device this machine has")
 
 
+_FITS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cross_encoder_fits", default=None)
+FITS_RUN = 0
+"""How many cross-encoder trainings this process ran (tests check that ``reuse_fits`` skips repeats)."""
+
+
+@contextlib.contextmanager
+def reuse_fits():
+    """Inside this block a cross-encoder fitted on exactly the inputs and settings of an earlier fit of the block
+    is that fit again (trained once: the training is deterministic for given inputs, settings and seed).
+    ``classify tune`` uses it: settings of the grid that leave the cross-encoder's training pairs and settings
+    alone (a classifier's C, the mixing weight, calibration) share one cross-encoder per fold."""
+    token = _FITS.set({})
+    try:
+        yield
+    finally:
+        _FITS.reset(token)
+
+
+def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str:
+    params = {k: v for k, v in vars(ce).items() if not k.endswith("_") and not k.startswith("_")
+              and k != "show_progress"}
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for part in (headlines, contexts, [str(x) for x in labels]):
+        h.update(json.dumps(list(part)).encode() + b"\0")
+    if same_event is not None:
+        h.update(json.dumps([list(same_event[0]), list(same_event[1]), [int(x) for x in same_event[2]]]).encode())
+    return h.hexdigest()
+
+
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
-                 length_batches: bool = True, device: str = "cpu"):
+                 length_batches: bool = True, device: str = "cpu", runtime: str = "torch"):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -46,6 +78,7 @@ class CrossEncoder:
         self.show_progress = show_progress
         self.length_batches = length_batches
         self.device = device
+        self.runtime = runtime
 
     def _build(self, n_classes: int):
         import torch
@@ -75,10 +108,24 @@ class CrossEncoder:
         """``same_event`` (optional): ``(first, second, same)`` story pairs and whether they report one event.
         A second head learns that on the shared encoder (more relatedness examples than stance labels give); it
         is only a training signal: predictions come from the stance head, and only that head is saved."""
+        fits = _FITS.get()
+        if fits is not None:
+            key = _fit_key(self, headlines, contexts, labels, same_event)
+            if key in fits:  # the same training again: share the fitted state (never changed after fit)
+                self.__dict__.update({k: v for k, v in fits[key].__dict__.items() if k.endswith("_")})
+                return self
+            fits[key] = self._fit(headlines, contexts, labels, same_event)
+            return self
+        return self._fit(headlines, contexts, labels, same_event)
+
+    def _fit(self, headlines, contexts, labels, same_event) -> "CrossEncoder":
+        global FITS_RUN
         import torch
         from tqdm.auto import tqdm
 
+        FITS_RUN += 1
         self.classes_ = np.unique(labels)
+        self.head_arrays_ = self._ort = None
         self._build(len(self.classes_))
         y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
         counts = torch.bincount(y, minlength=len(self.classes_)).float()
@@ -111,6 +158,7 @@ class CrossEncoder:
             optimizer.step()
             schedule.step()
         self.encoder_.eval()
+        self.onnx_ = self._export() if self.runtime != "torch" else None
         return self
 
     def _batches(self, headlines, contexts, n: int, seed_offset: int = 0) -> list[np.ndarray]:
@@ -130,8 +178,12 @@ class CrossEncoder:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def predict_proba(self, headlines: list[str], contexts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities (columns in ``classes_`` order). Pairs are scored in batches of similar length;
-        each pair's result does not depend on the others beyond floating-point noise of padding-free batching."""
+        """Class probabilities (columns in ``classes_`` order). With ``runtime: torch`` pairs are scored in
+        batches of similar length (a pair's result depends on the others only by floating-point noise of
+        padding); with an ONNX runtime in canonical batches (one token length, no padding; one pair a batch for
+        int8, whose activation scales are per batch), so a pair's result depends on that pair alone."""
+        if self.runtime != "torch":
+            return self._onnx_proba(headlines, contexts, batch_size)
         import torch
 
         out = np.zeros((len(headlines), len(self.classes_)))
@@ -143,6 +195,70 @@ class CrossEncoder:
                 out[idx] = torch.softmax(logits, -1).cpu().numpy()
         return out
 
+    # ------------------------------------------------------------------------------------------------ onnx
+
+    def _export(self) -> bytes:
+        """The fitted encoder + mean pooling as an ONNX graph (fused; int8 weights for ``onnx-int8``), as bytes.
+        The head stays outside the graph (it is a matrix product on the pooled vector)."""
+        import tempfile
+
+        from transformers import AutoModel
+
+        from .backends import _quantize, export_pooled
+
+        path = resolve_model_path(self.model)
+        eager = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="eager")
+        eager.load_state_dict({k: v.detach().cpu() for k, v in self.encoder_.state_dict().items()})
+        with tempfile.TemporaryDirectory(prefix="classify-ce-") as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            export_pooled(eager.eval(), self.tokenizer_, fp32)
+            if self.runtime == "onnx":
+                return fp32.read_bytes()
+            int8 = Path(tmp) / "model-int8.onnx"
+            _quantize(fp32, int8)
+            return int8.read_bytes()
+
+    def _session(self):
+        if getattr(self, "_ort", None) is None:
+            import onnxruntime as ort
+
+            from .backends import session_options
+
+            self._ort = ort.InferenceSession(self.onnx_, session_options(), providers=["CPUExecutionProvider"])
+            self._ort_inputs = [i.name for i in self._ort.get_inputs()]
+        return self._ort
+
+    def _head_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self, "head_arrays_", None) is None:
+            self.head_arrays_ = (self.head_.weight.detach().cpu().numpy().astype(np.float32),
+                                 self.head_.bias.detach().cpu().numpy().astype(np.float32))
+        return self.head_arrays_
+
+    def _onnx_proba(self, headlines, contexts, batch_size: int) -> np.ndarray:
+        from scipy.special import softmax
+
+        from .backends import batch_rows, encode_canonical
+
+        session = self._session()
+        enc = self.tokenizer_(list(headlines), list(contexts), truncation="only_second", max_length=self.max_length)
+        ids = enc["input_ids"]
+        types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+
+        def run(padded):
+            input_ids = np.asarray([ids[i] for i in padded], np.int64)
+            feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
+                    "token_type_ids": np.asarray([types[i] for i in padded], np.int64)}
+            return session.run(None, {k: feed[k] for k in self._ort_inputs})[0]
+
+        pooled = encode_canonical([len(x) for x in ids], batch_rows(self.runtime, batch_size), run)
+        if pooled is None:
+            return np.zeros((0, len(self.classes_)))
+        weight, bias = self._head_arrays()
+        return softmax(pooled.astype(np.float32) @ weight.T + bias, axis=1).astype(np.float64)
+
+    def __getstate__(self):  # an onnxruntime session is not copyable: deep copies build their own
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ort", "_ort_inputs")}
+
     def same_event_proba(self, first: list[str], second: list[str]) -> np.ndarray:
         """P(same event) of story pairs from the training-only head (``fit(..., same_event=...)``); not saved."""
         import torch
@@ -152,23 +268,45 @@ class CrossEncoder:
         with torch.inference_mode():
             return torch.softmax(self.same_event_head_(self._pooled(first, second)), -1)[:, 1].cpu().numpy()
 
+    ONNX_FILE = "cross_encoder.onnx"
+
     def save(self, folder: Path) -> None:
+        from safetensors.numpy import save_file as save_numpy
         from safetensors.torch import save_file
 
-        state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
-        state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
-        save_file(state, str(folder / "cross_encoder.safetensors"))
+        if self.runtime == "torch":
+            state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
+            state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
+            save_file(state, str(folder / "cross_encoder.safetensors"))
+        else:  # the encoder lives in the ONNX graph; the head's arrays here
+            weight, bias = self._head_arrays()
+            save_numpy({"head.weight": weight, "head.bias": bias}, str(folder / "cross_encoder.safetensors"))
+            (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
-                                                "length_batches")}
+                                                "length_batches", "runtime")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod
     def load(cls, folder: Path) -> "CrossEncoder":
-        from safetensors.torch import load_file
-
         info = json.loads((folder / "cross_encoder.json").read_text())
         self = cls(**info["params"], show_progress=False)
         self.classes_ = np.array(info["classes"])
+        if self.runtime != "torch":
+            from safetensors.numpy import load_file as load_numpy
+            from transformers import AutoTokenizer
+
+            from .errors import ModelError
+
+            onnx_path = folder / self.ONNX_FILE
+            if not onnx_path.is_file():
+                raise ModelError(f"{folder}: not a complete classify model, missing {self.ONNX_FILE}; retrain it")
+            self.tokenizer_ = AutoTokenizer.from_pretrained(resolve_model_path(self.model), local_files_only=True)
+            head = load_numpy(str(folder / "cross_encoder.safetensors"))
+            self.head_arrays_ = (head["head.weight"], head["head.bias"])
+            self.onnx_ = onnx_path.read_bytes()
+            return self
+        from safetensors.torch import load_file
+
         self._build(len(self.classes_))
         state = load_file(str(folder / "cross_encoder.safetensors"))
         self.encoder_.load_state_dict({k[8:]: v.to(self.device) for k, v in state.items() if k.startswith("encoder.")})

@@ -9,6 +9,10 @@ pair whose body is a story of a held-out event (a drawn or mined ``unrelated`` p
 training part. The winner is the setting with the best mean of the scheme's own score: F_avg for stance labels
 with favor and against, the FNC score for FNC-1's four labels, else stance macro-F1; topic macro-F1 when the
 config trains no stance.
+
+A cross-encoder is trained once per fold and set of training inputs (``crossencoder.reuse_fits``): a grid over
+keys that leave its training pairs and settings alone (the feature classifier, the mixing weight, calibration)
+costs one cross-encoder training per fold, not one per setting and fold.
 """
 
 from __future__ import annotations
@@ -194,10 +198,17 @@ def make_folds(corpus: Corpus, k: int) -> list[tuple[list[int], list[int], list[
 def tune(config_path: str | Path, grid: list[tuple[str, list]], folds: int = 5, overrides: list[str] | None = None,
          quiet: bool = False, embedder=None) -> TuneResult:
     """Cross-validate every setting of ``grid``; see the module docstring."""
-    from . import pipeline
-
     if folds < 2:
         raise ConfigError(f"--folds {folds}: expected at least 2")
+    from .crossencoder import reuse_fits
+
+    with reuse_fits():  # settings that leave the cross-encoder's training alone share its fit per fold
+        return _tune(config_path, grid, folds, overrides, quiet, embedder)
+
+
+def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
+    from . import pipeline
+
     settings = grid_settings(config_path, grid, overrides)
     corpora: dict[str, tuple[Corpus, list]] = {}
     embedders: dict[str, Any] = {}

@@ -91,3 +91,51 @@ def test_same_event_head_trains_the_shared_encoder_and_is_not_saved(tmp_path):
     # the head learns its pairs (10 passes over 4 pairs)
     longer = CrossEncoder(**{**settings, "epochs": 10}).fit(heads, stories, labels, same_event=aux)
     assert ((longer.same_event_proba(aux[0], aux[1]) > 0.5) == np.array(aux[2], dtype=bool)).all()
+
+
+def test_onnx_runtimes_score_like_torch_batch_invariantly_and_round_trip(tmp_path):
+    """``runtime: onnx`` is the same model (probabilities within float noise of torch); ``onnx-int8`` close to it;
+    both score a pair alike alone or in a batch, validation scoring uses them, and the model directory holds the
+    export (no torch weights of the encoder); a directory that lost it is refused on one line."""
+    import json
+
+    from classify.crossencoder import CrossEncoder
+    from classify.errors import ModelError
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses", "Kyiv blackout after strikes"] * 4
+    stories = ["Flood waters rise after the dam blast near Nova Kakhovka.", "Moscow quits the Black Sea accord.",
+               "Power cut across the capital", "Officials deny the dam was hit at all, blaming a leak."] * 3
+    labels = ["agree", "discuss", "agree", "disagree"] * 3
+    settings = dict(epochs=2, batch_size=4, max_length=40, show_progress=False)
+    torch_ce = CrossEncoder(**settings).fit(heads, stories, labels)
+    reference = torch_ce.predict_proba(heads, stories)
+    for runtime, atol in (("onnx", 1e-4), ("onnx-int8", 0.1)):
+        ce = CrossEncoder(**settings, runtime=runtime).fit(heads, stories, labels)
+        got = ce.predict_proba(heads, stories)
+        np.testing.assert_allclose(got.sum(1), 1, atol=1e-6)
+        np.testing.assert_allclose(got, reference, atol=atol)
+        alone = np.vstack([ce.predict_proba([h], [s]) for h, s in zip(heads[:5], stories[:5])])
+        np.testing.assert_allclose(alone, got[:5], atol=1e-6)  # a pair's scores do not depend on its batch
+        folder = tmp_path / runtime
+        folder.mkdir()
+        ce.save(folder)
+        assert (folder / "cross_encoder.onnx").is_file()
+        assert json.loads((folder / "cross_encoder.json").read_text())["params"]["runtime"] == runtime
+        loaded = CrossEncoder.load(folder)
+        np.testing.assert_allclose(loaded.predict_proba(heads, stories), got, atol=1e-6)
+        (folder / "cross_encoder.onnx").unlink()
+        with pytest.raises(ModelError, match="missing cross_encoder.onnx"):
+            CrossEncoder.load(folder)
+    assert not np.allclose(reference, CrossEncoder(**settings, runtime="onnx", seed=1).fit(
+        heads, stories, labels).predict_proba(heads, stories), atol=1e-3)  # the export is of the trained weights
+
+
+def test_runtime_is_validated_and_reaches_the_cross_encoder(tiny_config):
+    from classify.pipeline import build_stance
+
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "runtime": "onnx-int8"}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.runtime == "onnx-int8"
+    raw["stance"]["cross_encoder"]["runtime"] = "tensorrt"
+    with pytest.raises(ConfigError, match="stance.cross_encoder.runtime"):
+        validate_config(raw, check_files=False)

@@ -195,6 +195,27 @@ def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
     assert all(len(s.scores["stance_f_avg"]) == 2 for s in result.settings)
 
 
+def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(semeval_config, fake):
+    """A real (tiny) cross-encoder: a 3-value grid over the mixing weight trains it once per fold (calibrate off:
+    one fit per fold, on the fold's training part), the same scores as training it per setting; a grid over
+    its own key trains it per setting and fold."""
+    import classify.crossencoder as ce_mod
+
+    ce = ["stance.cross_encoder.enabled=true", "stance.cross_encoder.epochs=1", "stance.cross_encoder.max_length=24",
+          "stance.cross_encoder.batch_size=8", "stance.calibrate=false"]
+    before = ce_mod.FITS_RUN
+    shared = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=0.25,0.5,1"]), folds=2, overrides=ce,
+                  quiet=True)
+    assert ce_mod.FITS_RUN - before == 2  # 2 folds, not 3 settings x 2 folds
+    alone = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=1"]), folds=2, overrides=ce, quiet=True)
+    assert alone.settings[0].scores == shared.settings[2].scores  # sharing changes no score
+    before = ce_mod.FITS_RUN
+    tune(semeval_config, parse_grid(["stance.cross_encoder.learning_rate=4e-5,8e-5"]), folds=2, overrides=ce,
+         quiet=True)
+    assert ce_mod.FITS_RUN - before == 4
+    assert ce_mod._FITS.get() is None  # the memo lives only inside tune
+
+
 @pytest.mark.parametrize("grid, words", [
     ("stance.classifer.C=1,2", ["stance.classifer", "unknown key"]),
     ("topic.C=-1,2", ["topic.C", "greater than 0"]),
