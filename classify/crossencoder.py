@@ -271,39 +271,51 @@ class CrossEncoder:
     ONNX_FILE = "cross_encoder.onnx"
 
     def save(self, folder: Path) -> None:
-        from safetensors.numpy import save_file as save_numpy
-        from safetensors.torch import save_file
+        """The trained weights (safetensors: encoder and head) and settings (JSON); with an ONNX runtime also the
+        export it scores with (``cross_encoder.onnx``). A loaded model keeps its runtime (``load(runtime=...)``
+        picks another: the weights are the same)."""
+        if getattr(self, "encoder_", None) is None:  # loaded for an ONNX runtime: the weights as they were
+            import shutil
 
-        if self.runtime == "torch":
-            state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
-            state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
-            save_file(state, str(folder / "cross_encoder.safetensors"))
-        else:  # the encoder lives in the ONNX graph; the head's arrays here
-            weight, bias = self._head_arrays()
-            save_numpy({"head.weight": weight, "head.bias": bias}, str(folder / "cross_encoder.safetensors"))
+            shutil.copyfile(self.weights_path_, folder / "cross_encoder.safetensors")
+        else:
+            self._save_weights(folder)
+        if self.runtime != "torch":
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
                                                 "length_batches", "runtime")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
+    def _save_weights(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
+        state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
+        save_file(state, str(folder / "cross_encoder.safetensors"))
+
     @classmethod
-    def load(cls, folder: Path) -> "CrossEncoder":
+    def load(cls, folder: Path, runtime: str | None = None) -> "CrossEncoder":
+        """The saved cross-encoder, scoring with its saved runtime, or ``runtime`` (an ONNX runtime the folder
+        has no export for is exported now from the weights)."""
         info = json.loads((folder / "cross_encoder.json").read_text())
-        self = cls(**info["params"], show_progress=False)
+        params = {**info["params"], **({"runtime": runtime} if runtime else {})}
+        self = cls(**params, show_progress=False)
         self.classes_ = np.array(info["classes"])
-        if self.runtime != "torch":
-            from safetensors.numpy import load_file as load_numpy
+        onnx_path = folder / self.ONNX_FILE
+        if self.runtime != "torch" and self.runtime == info["params"].get("runtime", "torch"):
+            from safetensors import safe_open
             from transformers import AutoTokenizer
 
             from .errors import ModelError
 
-            onnx_path = folder / self.ONNX_FILE
             if not onnx_path.is_file():
                 raise ModelError(f"{folder}: not a complete classify model, missing {self.ONNX_FILE}; retrain it")
             self.tokenizer_ = AutoTokenizer.from_pretrained(resolve_model_path(self.model), local_files_only=True)
-            head = load_numpy(str(folder / "cross_encoder.safetensors"))
-            self.head_arrays_ = (head["head.weight"], head["head.bias"])
+            with safe_open(str(folder / "cross_encoder.safetensors"), framework="numpy") as fh:  # the head only
+                self.head_arrays_ = (fh.get_tensor("head.weight").astype(np.float32),
+                                     fh.get_tensor("head.bias").astype(np.float32))
             self.onnx_ = onnx_path.read_bytes()
+            self.weights_path_ = folder / "cross_encoder.safetensors"
             return self
         from safetensors.torch import load_file
 
@@ -312,4 +324,7 @@ class CrossEncoder:
         self.encoder_.load_state_dict({k[8:]: v.to(self.device) for k, v in state.items() if k.startswith("encoder.")})
         self.head_.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         self.encoder_.eval()
+        self.head_arrays_ = self._ort = None
+        if self.runtime != "torch":
+            self.onnx_ = self._export()
         return self

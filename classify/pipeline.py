@@ -168,9 +168,12 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
 
 
 def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: Embedder | None = None,
-                 start: float | None = None) -> Model:
-    """``train`` on a corpus already loaded (``classify tune`` passes the training part of each fold)."""
+                 start: float | None = None, progress: bool | None = None) -> Model:
+    """``train`` on a corpus already loaded (``classify tune`` passes the training part of each fold).
+    ``progress``: show the long fits' bars and stance lines (default: ``not quiet``; ``tune`` shows them while
+    keeping the rest of each fold's training quiet)."""
     start = time.perf_counter() if start is None else start
+    fits_quiet = quiet if progress is None else not progress
     embedder = embedder or make_embedder(config, quiet)
     if not corpus.texts and not corpus.pairs:
         raise DataError("data.train: the training sources hold no examples")
@@ -187,10 +190,10 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         if config.clustering.enabled:
             c = config.clustering
             log(("clustering (UMAP + " if c.reducer is not None else "clustering (") + c.algorithm + ")", quiet)
-            clusterer = build_clusterer(config, quiet).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
+            clusterer = build_clusterer(config, fits_quiet).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
                                                     texts=corpus.texts)
             model.clusterer = clusterer
-            model.projector = MapProjector(method=c.map_method, random_state=config.seed, verbose=not quiet).fit(X)
+            model.projector = MapProjector(method=c.map_method, random_state=config.seed, verbose=not fits_quiet).fit(X)
             labels = clusterer.labels_
             model.clusters_info = {
                 "keywords": {str(k): v for k, v in clusterer.keywords_.items()},
@@ -207,7 +210,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
     if corpus.pairs and config.stance.enabled:
         st = config.stance
         pairs = corpus.pairs
-        stance = build_stance(config, quiet)
+        stance = build_stance(config, fits_quiet)
         validating = stance._validates()
         mine = max(st.hard_negatives, st.validation_hard_negatives if validating else 0)
         if mine and config.labels.unrelated:

@@ -237,7 +237,8 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
                          f"{len(tr_t)} texts and {len(tr_p)} pairs, scoring {len(te_t)} texts and {len(te_p)} pairs",
                          quiet)
             try:
-                model = pipeline.train_corpus(cfg, corpus.subset(tr_t, tr_p), quiet=True, embedder=emb)
+                model = pipeline.train_corpus(cfg, corpus.subset(tr_t, tr_p), quiet=True, embedder=emb,
+                                              progress=not quiet)  # bars of the long fits
             except ClassifyError as err:
                 raise type(err)(f"--grid {_describe(setting.values)}, fold {f}/{folds}: {err}") from None
             report = pipeline.evaluate(model, corpus.subset(te_t, te_p), embedder=emb, quiet=True)

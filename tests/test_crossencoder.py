@@ -122,10 +122,24 @@ def test_onnx_runtimes_score_like_torch_batch_invariantly_and_round_trip(tmp_pat
         assert (folder / "cross_encoder.onnx").is_file()
         assert json.loads((folder / "cross_encoder.json").read_text())["params"]["runtime"] == runtime
         loaded = CrossEncoder.load(folder)
+        assert getattr(loaded, "encoder_", None) is None  # scores by the export alone
         np.testing.assert_allclose(loaded.predict_proba(heads, stories), got, atol=1e-6)
+        # the trained weights are kept: the same folder scores in torch too, and re-saves whole
+        np.testing.assert_allclose(CrossEncoder.load(folder, runtime="torch").predict_proba(heads, stories),
+                                   reference, atol=1e-6)
+        again = tmp_path / f"{runtime}-again"
+        again.mkdir()
+        loaded.save(again)
+        assert {f.name: f.read_bytes() for f in again.iterdir()} == {f.name: f.read_bytes() for f in folder.iterdir()}
         (folder / "cross_encoder.onnx").unlink()
         with pytest.raises(ModelError, match="missing cross_encoder.onnx"):
             CrossEncoder.load(folder)
+    plain = tmp_path / "torch"
+    plain.mkdir()
+    torch_ce.save(plain)
+    assert not (plain / "cross_encoder.onnx").exists()
+    np.testing.assert_allclose(CrossEncoder.load(plain, runtime="onnx").predict_proba(heads, stories), reference,
+                               atol=1e-4)  # a torch-saved model exported on load
     assert not np.allclose(reference, CrossEncoder(**settings, runtime="onnx", seed=1).fit(
         heads, stories, labels).predict_proba(heads, stories), atol=1e-3)  # the export is of the trained weights
 

@@ -195,7 +195,7 @@ def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
     assert all(len(s.scores["stance_f_avg"]) == 2 for s in result.settings)
 
 
-def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(semeval_config, fake):
+def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(semeval_config, fake, capsys):
     """A real (tiny) cross-encoder: a 3-value grid over the mixing weight trains it once per fold (calibrate off:
     one fit per fold, on the fold's training part), the same scores as training it per setting; a grid over
     its own key trains it per setting and fold."""
@@ -205,8 +205,10 @@ def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(seme
           "stance.cross_encoder.batch_size=8", "stance.calibrate=false"]
     before = ce_mod.FITS_RUN
     shared = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=0.25,0.5,1"]), folds=2, overrides=ce,
-                  quiet=True)
+                  quiet=False)
     assert ce_mod.FITS_RUN - before == 2  # 2 folds, not 3 settings x 2 folds
+    err = capsys.readouterr().err
+    assert "fold 2/2" in err and "cross-encoder:" in err  # the long fit inside a fold shows its progress bar
     alone = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=1"]), folds=2, overrides=ce, quiet=True)
     assert alone.settings[0].scores == shared.settings[2].scores  # sharing changes no score
     before = ce_mod.FITS_RUN
