@@ -10,6 +10,12 @@ training part. The winner is the setting with the best mean of the scheme's own 
 with favor and against, the FNC score for FNC-1's four labels, else stance macro-F1; topic macro-F1 when the
 config trains no stance.
 
+Where the config validates on recommender-style pairs (``stance.validation_hard_negatives`` > 0, an unrelated
+label), each held-out fold is scored with them too: for every held-out headline its closest stories of *other
+held-out* events, ``unrelated`` (the largest count any setting names, so every setting is scored on the same
+pairs). The folds then measure what the validation split measures, a page's mostly close other-event stories,
+instead of rewarding a model that relates too much.
+
 A cross-encoder is trained once per fold and set of training inputs (``crossencoder.reuse_fits``): a grid over
 keys that leave its training pairs and settings alone (the feature classifier, the mixing weight, calibration)
 costs one cross-encoder training per fold, not one per setting and fold.
@@ -210,6 +216,10 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
     from . import pipeline
 
     settings = grid_settings(config_path, grid, overrides)
+    # held-out folds get the recommender-style pairs the validation split gets, the same for every setting
+    negatives = max((s.config.stance.validation_hard_negatives for s in settings
+                     if s.config.stance.enabled and s.config.labels.unrelated), default=0)
+    mined: dict[tuple, list] = {}
     corpora: dict[str, tuple[Corpus, list]] = {}
     embedders: dict[str, Any] = {}
     score = None
@@ -241,7 +251,16 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
                                               progress=not quiet)  # bars of the long fits
             except ClassifyError as err:
                 raise type(err)(f"--grid {_describe(setting.values)}, fold {f}/{folds}: {err}") from None
-            report = pipeline.evaluate(model, corpus.subset(te_t, te_p), embedder=emb, quiet=True)
+            held = corpus.subset(te_t, te_p)
+            if negatives and held.pairs:
+                key = (data_key, emb_key, f)
+                if key not in mined:  # stories of held-out events only: none the model was trained on
+                    groups = {p.group or p.headline for p in held.pairs}
+                    mined[key] = pipeline.hard_negatives([p for p in held.pairs if p.body_event in groups], emb.encode,
+                                                         negatives, cfg.labels.unrelated,
+                                                         cfg.stance.hard_negative_max_similarity)
+                held.pairs = held.pairs + mined[key]
+            report = pipeline.evaluate(model, held, embedder=emb, quiet=True)
             got = scores_of(report)
             for name in set(got) | set(setting.scores):
                 setting.scores.setdefault(name, [float("nan")] * (f - 1)).append(got.get(name, float("nan")))

@@ -173,6 +173,37 @@ def test_folds_hold_out_whole_groups(tmp_path, fnc_config):
         make_folds(corpus, 10**4)
 
 
+def test_held_out_folds_are_scored_with_recommender_style_pairs(fnc_config, fake, monkeypatch):
+    """With stance.validation_hard_negatives (default 4) each held-out fold also scores, for every held-out headline,
+    its closest stories of *other held-out* events as `unrelated`, the same pairs for every setting; with 0, only
+    the fold's own pairs."""
+    seen = []
+    real = classify.pipeline.evaluate
+
+    def spy(model, corpus, **kwargs):
+        seen.append(list(corpus.pairs))
+        return real(model, corpus, **kwargs)
+
+    monkeypatch.setattr(classify.pipeline, "evaluate", spy)
+    cfg = load_config(fnc_config)
+    corpus = load_corpus(cfg.data.train, cfg)
+    folds = make_folds(corpus, 2)
+    tune(fnc_config, parse_grid(["stance.classifier.C=0.5,1"]), folds=2, quiet=True)
+    assert len(seen) == 4
+    for f, (_, _, _, te_p) in enumerate(folds):
+        own = [corpus.pairs[j] for j in te_p]
+        held_events = {p.group for p in own}
+        for scored in (seen[f], seen[2 + f]):  # setting 1 and setting 2: the same pairs
+            extra = scored[len(own):]
+            assert scored[:len(own)] == own and extra and extra == (seen[2 + f][len(own):])
+            assert all(p.label == "unrelated" and p.mined >= 1 for p in extra)
+            assert all(p.body_event in held_events and p.body_event != p.group for p in extra)
+    seen.clear()
+    tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True,
+         overrides=["stance.validation_hard_negatives=0"])
+    assert [len(s) for s in seen] == [len(te_p) for _, _, _, te_p in folds]
+
+
 def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
     class FakeCrossEncoder:
         fits = 0
