@@ -159,18 +159,14 @@ def main() -> None:
 def cross_encoder_runtimes(model_dir: Path, rounds: int) -> None:
     """The model's cross-encoder weights scored by each runtime on the page corpus's held-out pairs: pairs/s (best
     of ``rounds``), agreement with torch, and the cross-encoder's own accuracy against the gold labels."""
+    from classify.config import load_config
     from classify.crossencoder import CrossEncoder
-    from classify.dumps import join_text
+    from classify.data import load_corpus
 
-    heads, stories, gold = [], [], []
-    for line in (ROOT / "data" / "stance" / "pages" / "test.jsonl").read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            for st in r["stories"]:
-                heads.append(r["headline"])
-                stories.append(join_text(st["title"], str(st.get("snippet") or "").strip()))
-                gold.append(st["stance"])
-    gold = np.array(gold)
+    config = load_config(ROOT / "configs" / "default.yaml")
+    pages = [src for src in config.data.test if Path(src.path).parts[-2:] == ("pages", "test.jsonl")]
+    pairs = load_corpus(pages, config).pairs
+    heads, stories, gold = [p.headline for p in pairs], [p.body for p in pairs], np.array([p.label for p in pairs])
     print(f"\ncross-encoder runtimes on the same weights ({model_dir}), {len(heads)} held-out page pairs:")
     print(f"{'runtime':10s} {'load s':>7s} {'pairs/s':>8s} {'x torch':>8s} {'same top':>9s} {'max dp':>7s} {'accuracy':>9s}")
     results = {}

@@ -279,19 +279,16 @@ class CrossEncoder:
 
             shutil.copyfile(self.weights_path_, folder / "cross_encoder.safetensors")
         else:
-            self._save_weights(folder)
+            from safetensors.torch import save_file
+
+            state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
+            state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
+            save_file(state, str(folder / "cross_encoder.safetensors"))
         if self.runtime != "torch":
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
                                                 "length_batches", "runtime")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
-
-    def _save_weights(self, folder: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.encoder_.state_dict().items()}
-        state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
-        save_file(state, str(folder / "cross_encoder.safetensors"))
 
     @classmethod
     def load(cls, folder: Path, runtime: str | None = None) -> "CrossEncoder":
@@ -316,6 +313,7 @@ class CrossEncoder:
                                      fh.get_tensor("head.bias").astype(np.float32))
             self.onnx_ = onnx_path.read_bytes()
             self.weights_path_ = folder / "cross_encoder.safetensors"
+            self._session()  # an export onnxruntime cannot load is a model error now, not in the middle of predict
             return self
         from safetensors.torch import load_file
 
