@@ -8,7 +8,7 @@ Layout of a model directory::
     stance.skops         stance feature classifier (classify.stance.StanceClassifier) and its TF-IDF term weights
     stance.json          stance model settings and learned scalars: mixing weight, class scales, temperature
     cross_encoder.*      optional stance cross-encoder (safetensors weights + JSON settings; with an ONNX
-                         runtime: the head's weights, and the encoder as cross_encoder.onnx)
+                         runtime also the encoder's export it scores with, cross_encoder.onnx)
     clusters.json        cluster ids, names, topics, purity, keywords, representative headlines, settings
     reference.safetensors  training embeddings, their clusters and 2-D map coordinates
 """
