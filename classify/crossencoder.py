@@ -68,7 +68,7 @@ def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
-                 length_batches: bool = True, device: str = "cpu", runtime: str = "torch"):
+                 length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32"):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -79,6 +79,7 @@ class CrossEncoder:
         self.length_batches = length_batches
         self.device = device
         self.runtime = runtime
+        self.precision = precision
 
     def _build(self, n_classes: int):
         import torch
@@ -142,17 +143,26 @@ class CrossEncoder:
             rng = np.random.RandomState(self.seed + 2)
             batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
                        for i in rng.permutation(len(batches) + len(aux))]
-        optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
+        kind = self.device.split(":")[0]
+        # fused AdamW: one kernel over all parameters (a tenth of a CPU step's time otherwise goes to the optimizer)
+        optimizer = torch.optim.AdamW(params, lr=self.learning_rate, fused=kind in ("cpu", "cuda", "xpu", "mps"))
+        # bf16: forward and backward in bfloat16 autocast (weights and optimizer state stay fp32): ~1.7x faster
+        # steps on CPUs with AVX-512 BF16 or AMX, and on GPUs
+        autocast = torch.autocast(kind, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         steps = len(batches)
         warmup = max(1, steps // 15)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
         self.encoder_.train()
         for is_aux, idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
+            with autocast:
+                if is_aux:
+                    logits = aux_head(self._pooled([first[i] for i in idx], [second[i] for i in idx]))
+                else:
+                    logits = self._logits([headlines[i] for i in idx], [contexts[i] for i in idx])
             if is_aux:
-                logits = aux_head(self._pooled([first[i] for i in idx], [second[i] for i in idx]))
-                loss = torch.nn.functional.cross_entropy(logits, aux_y[idx])
+                loss = torch.nn.functional.cross_entropy(logits.float(), aux_y[idx])
             else:
-                loss = loss_fn(self._logits([headlines[i] for i in idx], [contexts[i] for i in idx]), y[idx])
+                loss = loss_fn(logits.float(), y[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -287,7 +297,7 @@ class CrossEncoder:
         if self.runtime != "torch":
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
-                                                "length_batches", "runtime")}
+                                                "length_batches", "runtime", "precision")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

@@ -81,7 +81,8 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
         # with several story views each pair comes len(views) times: the same number of steps as one view
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,
-                                     length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime)
+                                     length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
+                                     precision=ce.precision)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),

@@ -153,3 +153,38 @@ def test_runtime_is_validated_and_reaches_the_cross_encoder(tiny_config):
     raw["stance"]["cross_encoder"]["runtime"] = "tensorrt"
     with pytest.raises(ConfigError, match="stance.cross_encoder.runtime"):
         validate_config(raw, check_files=False)
+
+
+def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_path, tiny_config):
+    """``precision: bf16`` runs the training steps in bfloat16 autocast: another model than fp32 (the setting is
+    used), the same model again for the same inputs, fp32 weights saved and the setting recorded; validated."""
+    import json
+
+    import torch
+
+    from classify.crossencoder import CrossEncoder
+    from classify.pipeline import build_stance
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses", "Kyiv blackout after strikes"] * 4
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord.",
+               "Power cut across the capital", "Officials deny the dam was hit at all."] * 3
+    labels = ["agree", "discuss", "agree", "disagree"] * 3
+    settings = dict(epochs=2, batch_size=4, max_length=32, show_progress=False)
+    fp32 = CrossEncoder(**settings).fit(heads, stories, labels).predict_proba(heads, stories)
+    bf16 = CrossEncoder(**settings, precision="bf16").fit(heads, stories, labels)
+    got = bf16.predict_proba(heads, stories)
+    np.testing.assert_array_equal(got, CrossEncoder(**settings, precision="bf16").fit(
+        heads, stories, labels).predict_proba(heads, stories))
+    assert not np.allclose(got, fp32, atol=1e-4)
+    np.testing.assert_allclose(got, fp32, atol=0.15)  # the same training, at bf16 rounding
+    assert all(p.dtype == torch.float32 for p in bf16.encoder_.parameters())
+    bf16.save(tmp_path)
+    assert json.loads((tmp_path / "cross_encoder.json").read_text())["params"]["precision"] == "bf16"
+    np.testing.assert_allclose(CrossEncoder.load(tmp_path).predict_proba(heads, stories), got, atol=1e-6)
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "precision": "bf16"}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.precision == "bf16"
+    for bad in ({"precision": "fp8"}, {"precision": "bf16", "device": "mps"}):
+        raw["stance"]["cross_encoder"] = {"enabled": True, **bad}
+        with pytest.raises(ConfigError, match="stance.cross_encoder.precision"):
+            validate_config(raw, check_files=False)
