@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import time
 from collections import Counter
@@ -169,10 +171,14 @@ def train(config: Config, quiet: bool = False, embedder: Embedder | None = None)
 
 
 def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: Embedder | None = None,
-                 start: float | None = None, progress: bool | None = None) -> Model:
+                 start: float | None = None, progress: bool | None = None, fitted: dict | None = None,
+                 map_projection: bool = True) -> Model:
     """``train`` on a corpus already loaded (``classify tune`` passes the training part of each fold).
     ``progress``: show the long fits' bars and stance lines (default: ``not quiet``; ``tune`` shows them while
-    keeping the rest of each fold's training quiet)."""
+    keeping the rest of each fold's training quiet). ``fitted``: a dict kept across calls (``tune``'s settings
+    of one fold): a topic classifier or clusterer fitted before on the same texts, labels and settings is used
+    again (fitting is deterministic, and a fitted part is never changed). ``map_projection: false`` skips the
+    2-D map of the training texts (plots only: nothing is scored on it)."""
     start = time.perf_counter() if start is None else start
     fits_quiet = quiet if progress is None else not progress
     embedder = embedder or make_embedder(config, quiet)
@@ -184,17 +190,24 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
 
     if corpus.texts and (config.topic.enabled or config.clustering.enabled):
         X = embedder.encode(corpus.texts)
+        inputs = _inputs_key(config, corpus) if fitted is not None else None
         if config.topic.enabled:
             t = config.topic
-            model.topic = LogisticRegression(C=t.C, class_weight=t.class_weight, max_iter=t.max_iter,
-                                             random_state=config.seed).fit(X, corpus.topics)
+
+            def fit_topic():
+                return LogisticRegression(C=t.C, class_weight=t.class_weight, max_iter=t.max_iter,
+                                          random_state=config.seed).fit(X, corpus.topics)
+
+            model.topic = _reuse(fitted, ("topic", inputs, t.model_dump_json()), fit_topic)
         if config.clustering.enabled:
             c = config.clustering
             log(("clustering (UMAP + " if c.reducer is not None else "clustering (") + c.algorithm + ")", quiet)
-            clusterer = build_clusterer(config, fits_quiet).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts),
-                                                    texts=corpus.texts)
+            clusterer = _reuse(fitted, ("clustering", inputs, c.model_dump_json()), lambda: build_clusterer(
+                config, fits_quiet).fit(X, corpus.topics, cluster_inputs(config, X, corpus.texts), texts=corpus.texts))
             model.clusterer = clusterer
-            model.projector = MapProjector(method=c.map_method, random_state=config.seed, verbose=not fits_quiet).fit(X)
+            if map_projection:
+                model.projector = MapProjector(method=c.map_method, random_state=config.seed,
+                                               verbose=not fits_quiet).fit(X)
             labels = clusterer.labels_
             model.clusters_info = {
                 "keywords": {str(k): v for k, v in clusterer.keywords_.items()},
@@ -247,6 +260,22 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         "labels": {"topics": config.labels.topics, "stances": config.labels.stances},
     }
     return model
+
+
+def _inputs_key(config: Config, corpus: Corpus) -> str:
+    """What a topic classifier or clusterer is fitted from besides its own settings: the texts, their labels,
+    the label set, the encoder and the seed."""
+    h = hashlib.sha256(json.dumps([config.embedding.model_dump(mode="json"), config.labels.topics, config.seed,
+                                   corpus.texts, corpus.topics]).encode())
+    return h.hexdigest()
+
+
+def _reuse(fitted: dict | None, key: tuple, fit):
+    if fitted is None:
+        return fit()
+    if key not in fitted:
+        fitted[key] = fit()
+    return fitted[key]
 
 
 def clustering_meta(clusterer: TopicClusterer, n: int) -> dict:

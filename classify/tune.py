@@ -18,7 +18,8 @@ instead of rewarding a model that relates too much.
 
 A cross-encoder is trained once per fold and set of training inputs (``crossencoder.reuse_fits``): a grid over
 keys that leave its training pairs and settings alone (the feature classifier, the mixing weight, calibration)
-costs one cross-encoder training per fold, not one per setting and fold.
+costs one cross-encoder training per fold, not one per setting and fold. The topic classifier and the clusterer
+are shared the same way (``train_corpus(fitted=...)``), and the 2-D map, which nothing scores, is not drawn.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
     negatives = max((s.config.stance.validation_hard_negatives for s in settings
                      if s.config.stance.enabled and s.config.labels.unrelated), default=0)
     mined: dict[tuple, list] = {}
+    fitted: dict[tuple, dict] = {}  # per fold: topic classifiers and clusterers, shared by settings that agree on them
     corpora: dict[str, tuple[Corpus, list]] = {}
     embedders: dict[str, Any] = {}
     score = None
@@ -248,7 +250,8 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
                          quiet)
             try:
                 model = pipeline.train_corpus(cfg, corpus.subset(tr_t, tr_p), quiet=True, embedder=emb,
-                                              progress=not quiet)  # bars of the long fits
+                                              progress=not quiet,  # bars of the long fits
+                                              fitted=fitted.setdefault((data_key, f), {}), map_projection=False)
             except ClassifyError as err:
                 raise type(err)(f"--grid {_describe(setting.values)}, fold {f}/{folds}: {err}") from None
             held = corpus.subset(te_t, te_p)

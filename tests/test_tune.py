@@ -283,3 +283,34 @@ def test_a_fold_too_small_to_calibrate_is_one_line(tmp_path, fnc_config, fake):
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "fold 1/2" in lines[0] and "stance.validation_size" in lines[0], lines
+
+
+def test_settings_share_topic_and_cluster_fits_per_fold_and_skip_the_map(fnc_config, fake, monkeypatch):
+    """A grid over a stance key fits the topic classifier and the clusterer once per fold (not per setting), a
+    grid over topic.C fits the topic classifier per setting but the clusterer still once; no 2-D map is drawn;
+    the scores are those of separate runs."""
+    counts = {"topic": 0, "clusterer": 0, "map": 0}
+
+    class CountingLogReg(classify.pipeline.LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            counts["topic"] += 1
+            return super().fit(X, y, sample_weight)
+
+    def counting(name, fit):
+        def wrapped(self, *args, **kwargs):
+            counts[name] += 1
+            return fit(self, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(classify.pipeline, "LogisticRegression", CountingLogReg)
+    monkeypatch.setattr(classify.pipeline.TopicClusterer, "fit", counting("clusterer", classify.pipeline.TopicClusterer.fit))
+    monkeypatch.setattr(classify.pipeline.MapProjector, "fit", counting("map", classify.pipeline.MapProjector.fit))
+    shared = tune(fnc_config, parse_grid(["stance.classifier.C=0.5,1,2"]), folds=2, quiet=True)
+    assert counts == {"topic": 2, "clusterer": 2, "map": 0}
+    alone = tune(fnc_config, parse_grid(["stance.classifier.C=2"]), folds=2, quiet=True)
+    assert alone.settings[0].scores == shared.settings[2].scores
+    assert {"topic_macro_f1", "clustering_nmi", "stance_fnc"} <= set(alone.settings[0].scores)
+    counts.update(topic=0, clusterer=0)
+    by_topic = tune(fnc_config, parse_grid(["topic.C=0.01,4"]), folds=2, quiet=True)
+    assert counts == {"topic": 4, "clusterer": 2, "map": 0}
+    assert by_topic.settings[0].scores["topic_macro_f1"] != by_topic.settings[1].scores["topic_macro_f1"]
