@@ -25,7 +25,7 @@ from sklearn.metrics import f1_score
 from .metrics import (calibration_report, class_report, clustering_report, f_avg, fnc_score, has_favor_against,
                       label_f1, per_group_report, related_accuracy)
 from .model import Model
-from .crossencoder import CrossEncoder, check_device
+from .crossencoder import CrossEncoder, bf16_is_fast, check_device
 from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
@@ -80,11 +80,16 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
     cross_encoder = None
     if ce.enabled:
         check_device(ce.device)
+        precision = ce.precision
+        if precision == "bf16" and not bf16_is_fast(ce.device):
+            log(f"stance.cross_encoder.precision: bf16 has no hardware support on {ce.device} here (a CPU needs "
+                "AVX-512 BF16 or AMX); training in fp32", quiet)
+            precision = "fp32"
         # with several story views each pair comes len(views) times: the same number of steps as one view
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,
                                      length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
-                                     precision=ce.precision)
+                                     precision=precision)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
@@ -265,9 +270,8 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
 def _inputs_key(config: Config, corpus: Corpus) -> str:
     """What a topic classifier or clusterer is fitted from besides its own settings: the texts, their labels,
     the label set, the encoder and the seed."""
-    h = hashlib.sha256(json.dumps([config.embedding.model_dump(mode="json"), config.labels.topics, config.seed,
-                                   corpus.texts, corpus.topics]).encode())
-    return h.hexdigest()
+    inputs = [config.embedding.model_dump(mode="json"), config.labels.topics, config.seed, corpus.texts, corpus.topics]
+    return hashlib.sha256(json.dumps(inputs, allow_nan=False).encode()).hexdigest()
 
 
 def _reuse(fitted: dict | None, key: tuple, fit):

@@ -155,9 +155,10 @@ def test_runtime_is_validated_and_reaches_the_cross_encoder(tiny_config):
         validate_config(raw, check_files=False)
 
 
-def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_path, tiny_config):
+def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_path, tiny_config, monkeypatch, capsys):
     """``precision: bf16`` runs the training steps in bfloat16 autocast: another model than fp32 (the setting is
-    used), the same model again for the same inputs, fp32 weights saved and the setting recorded; validated."""
+    used), the same model again for the same inputs, fp32 weights saved and the setting recorded; validated;
+    on a device without bf16 hardware the config's bf16 trains in fp32 with a one-line notice."""
     import json
 
     import torch
@@ -183,7 +184,12 @@ def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_pat
     np.testing.assert_allclose(CrossEncoder.load(tmp_path).predict_proba(heads, stories), got, atol=1e-6)
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "precision": "bf16"}
-    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.precision == "bf16"
+    config = validate_config(raw, check_files=False)
+    monkeypatch.setattr("classify.pipeline.bf16_is_fast", lambda device: True)
+    assert build_stance(config, quiet=True).cross_encoder.precision == "bf16"
+    monkeypatch.setattr("classify.pipeline.bf16_is_fast", lambda device: False)  # no bf16 hardware: fp32, said once
+    assert build_stance(config, quiet=False).cross_encoder.precision == "fp32"
+    assert capsys.readouterr().err.count("stance.cross_encoder.precision: bf16 has no hardware support") == 1
     for bad in ({"precision": "fp8"}, {"precision": "bf16", "device": "mps"}):
         raw["stance"]["cross_encoder"] = {"enabled": True, **bad}
         with pytest.raises(ConfigError, match="stance.cross_encoder.precision"):
