@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import json
 import re
@@ -38,6 +39,7 @@ def check_device(device: str) -> None:
                           f"{torch.__version__}); use cpu, or a device this machine has")
 
 
+@functools.lru_cache(maxsize=None)
 def bf16_is_fast(device: str) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CPU with AVX-512 BF16 or AMX (read from /proc/cpuinfo
     on Linux; elsewhere oneDNN's own bf16 check), or a GPU that supports it. Without it, bf16 autocast is emulated
@@ -51,8 +53,9 @@ def bf16_is_fast(device: str) -> bool:
         return kind == "xpu"
     try:
         flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except OSError:  # not Linux: oneDNN's check, where this torch build has it
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check()) if check is not None else False
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
@@ -174,15 +177,11 @@ class CrossEncoder:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
         self.encoder_.train()
         for is_aux, idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
+            a, b, head, target, criterion = ((first, second, aux_head, aux_y, torch.nn.functional.cross_entropy)
+                                             if is_aux else (headlines, contexts, self.head_, y, loss_fn))
             with autocast:
-                if is_aux:
-                    logits = aux_head(self._pooled([first[i] for i in idx], [second[i] for i in idx]))
-                else:
-                    logits = self._logits([headlines[i] for i in idx], [contexts[i] for i in idx])
-            if is_aux:
-                loss = torch.nn.functional.cross_entropy(logits.float(), aux_y[idx])
-            else:
-                loss = loss_fn(logits.float(), y[idx])
+                logits = head(self._pooled([a[i] for i in idx], [b[i] for i in idx]))
+            loss = criterion(logits.float(), target[idx])  # the loss in fp32 whatever the autocast
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
