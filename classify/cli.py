@@ -119,13 +119,17 @@ def tune_cli(
     folds: int = typer.Option(5, "--folds", min=2, help="Grouped cross-validation folds over data.train."),
     output: Path = typer.Option(Path("tuned.yaml"), "--output", "-o", help="Write the best resolved config here."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key for every setting."),
+    mined_negatives: Optional[int] = typer.Option(
+        None, "--mined-negatives", min=0, help="Mined `unrelated` stories (the closest of other held-out events) "
+        "added per held-out headline when scoring a fold. Default: the config's stance.validation_hard_negatives; "
+        "0 scores the held-out pairs as written."),
     quiet: bool = QUIET,
 ):
     """Cross-validate a grid of config settings on data.train; write the best config as YAML."""
     from .tune import format_tune, parse_grid, tune, write_config
 
     _check_format(output, (".yaml", ".yml"))
-    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet)
+    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet, mined_negatives=mined_negatives)
     typer.echo(format_tune(result))
     write_config(result, output)
     if not quiet:

@@ -45,6 +45,8 @@ SCORE_NAMES = {
     "stance_f_avg": "stance F_avg",
     "stance_fnc": "stance FNC score",
     "stance_macro_f1": "stance macro-F1",
+    "stance_accuracy": "stance accuracy",
+    "stance_related_accuracy": "related/unrelated accuracy",
     "topic_macro_f1": "topic macro-F1",
     "clustering_nmi": "clustering NMI",
 }
@@ -169,6 +171,9 @@ def scores_of(report: dict) -> dict[str, float]:
     st = report.get("stance")
     if st:
         out["stance_macro_f1"] = st["macro_f1"]
+        out["stance_accuracy"] = st["accuracy"]
+        if "related_accuracy" in st:
+            out["stance_related_accuracy"] = st["related_accuracy"]
         if "f_avg" in st:
             out["stance_f_avg"] = st["f_avg"]
         if "fnc_score" in st:
@@ -203,23 +208,28 @@ def make_folds(corpus: Corpus, k: int) -> list[tuple[list[int], list[int], list[
 
 
 def tune(config_path: str | Path, grid: list[tuple[str, list]], folds: int = 5, overrides: list[str] | None = None,
-         quiet: bool = False, embedder=None) -> TuneResult:
-    """Cross-validate every setting of ``grid``; see the module docstring."""
+         quiet: bool = False, embedder=None, mined_negatives: int | None = None) -> TuneResult:
+    """Cross-validate every setting of ``grid``; see the module docstring. ``mined_negatives``: the mined
+    ``unrelated`` stories added per held-out headline (None: the largest ``stance.validation_hard_negatives`` of
+    the settings; 0: score the held-out pairs as written)."""
     if folds < 2:
         raise ConfigError(f"--folds {folds}: expected at least 2")
+    if mined_negatives is not None and mined_negatives < 0:
+        raise ConfigError(f"--mined-negatives {mined_negatives}: expected 0 or more")
     from .crossencoder import reuse_fits
 
     with reuse_fits():  # settings that leave the cross-encoder's training alone share its fit per fold
-        return _tune(config_path, grid, folds, overrides, quiet, embedder)
+        return _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives)
 
 
-def _tune(config_path, grid, folds, overrides, quiet, embedder) -> TuneResult:
+def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives) -> TuneResult:
     from . import pipeline
 
     settings = grid_settings(config_path, grid, overrides)
     # held-out folds get the recommender-style pairs the validation split gets, the same for every setting
     negatives = max((s.config.stance.validation_hard_negatives for s in settings
-                     if s.config.stance.enabled and s.config.labels.unrelated), default=0)
+                     if s.config.stance.enabled and s.config.labels.unrelated), default=0) \
+        if mined_negatives is None else mined_negatives
     mined: dict[tuple, list] = {}
     fitted: dict[tuple, dict] = {}  # per fold: topic classifiers and clusterers, shared by settings that agree on them
     corpora: dict[str, tuple[Corpus, list]] = {}

@@ -202,6 +202,22 @@ def test_held_out_folds_are_scored_with_recommender_style_pairs(fnc_config, fake
     tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True,
          overrides=["stance.validation_hard_negatives=0"])
     assert [len(s) for s in seen] == [len(te_p) for _, _, _, te_p in folds]
+    seen.clear()  # --mined-negatives 0: the held-out pairs as written, whatever the config validates on
+    result = tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=0)
+    assert [len(s) for s in seen] == [len(te_p) for _, _, _, te_p in folds]
+    seen.clear()  # ... or another count than the config's
+    tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=1,
+         overrides=["stance.validation_hard_negatives=0"])
+    for f, (_, _, _, te_p) in enumerate(folds):
+        extra = seen[f][len(te_p):]
+        assert extra and all(p.mined == 1 for p in extra)
+        assert len({p.headline for p in extra}) == len(extra)  # one per held-out headline
+    # accuracy and related/unrelated accuracy are reported beside the deciding score
+    s = result.settings[0].scores
+    assert {"stance_accuracy", "stance_related_accuracy", "stance_fnc", "stance_macro_f1"} <= set(s)
+    assert all(0 <= v <= 1 for v in s["stance_accuracy"]) and s["stance_accuracy"] != s["stance_macro_f1"]
+    with pytest.raises(Exception, match="--mined-negatives -1"):
+        tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=-1)
 
 
 def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
@@ -268,6 +284,10 @@ def test_too_many_folds_and_bad_output(tmp_path, fnc_config, fake):
     assert result.exit_code == 2 and "--folds 1000" in result.stderr and "Traceback" not in result.stderr
     result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "topic.C=1", "-o", str(tmp_path / "t.json")])
     assert result.exit_code == 2 and "unknown format" in result.stderr
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "topic.C=1", "--mined-negatives", "-1",
+                                 "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 2 and "--mined-negatives" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "t.yaml").exists()
 
 
 def test_result_as_json(tmp_path, fnc_config, fake):
