@@ -28,6 +28,16 @@ app.add_typer(cache_app, name="cache")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache folder; default $CLASSIFY_CACHE or ~/.cache/classify.")
 
 
+class TuneScore(str, Enum):
+    stance_f_avg = "stance_f_avg"
+    stance_fnc = "stance_fnc"
+    stance_macro_f1 = "stance_macro_f1"
+    stance_accuracy = "stance_accuracy"
+    stance_related_accuracy = "stance_related_accuracy"
+    topic_macro_f1 = "topic_macro_f1"
+    clustering_nmi = "clustering_nmi"
+
+
 class InputFormat(str, Enum):
     dumps = "dumps"
     texts = "texts"
@@ -123,13 +133,17 @@ def tune_cli(
         None, "--mined-negatives", min=0, help="Mined `unrelated` stories (the closest of other held-out events) "
         "added per held-out headline when scoring a fold. Default: the config's stance.validation_hard_negatives; "
         "0 scores the held-out pairs as written."),
+    score: Optional[TuneScore] = typer.Option(
+        None, "--score", help="The score that picks the winner. Default: the scheme's own (F_avg for favor/against, "
+        "the FNC score for FNC-1's labels, else stance macro-F1; topic macro-F1 without stance)."),
     quiet: bool = QUIET,
 ):
     """Cross-validate a grid of config settings on data.train; write the best config as YAML."""
     from .tune import format_tune, parse_grid, tune, write_config
 
     _check_format(output, (".yaml", ".yml"))
-    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet, mined_negatives=mined_negatives)
+    result = tune(config, parse_grid(grid), folds=folds, overrides=set_, quiet=quiet, mined_negatives=mined_negatives,
+                  score=score.value if score else None)
     typer.echo(format_tune(result))
     write_config(result, output)
     if not quiet:

@@ -139,6 +139,8 @@ class CrossEncoder:
                 self.__dict__.update({k: v for k, v in fits[key].__dict__.items() if k.endswith("_")})
                 return self
             fits[key] = self._fit(headlines, contexts, labels, same_event)
+            # ... and its scores: settings sharing this fit score the same validation and held-out pairs again
+            self.scored_ = {}
             return self
         return self._fit(headlines, contexts, labels, same_event)
 
@@ -149,7 +151,7 @@ class CrossEncoder:
 
         FITS_RUN += 1
         self.classes_ = np.unique(labels)
-        self.head_arrays_ = self._ort = None
+        self.head_arrays_ = self._ort = self.scored_ = None
         self._build(len(self.classes_))
         y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
         counts = torch.bincount(y, minlength=len(self.classes_)).float()
@@ -210,7 +212,19 @@ class CrossEncoder:
         """Class probabilities (columns in ``classes_`` order). With ``runtime: torch`` pairs are scored in
         batches of similar length (a pair's result depends on the others only by floating-point noise of
         padding); with an ONNX runtime in canonical batches (one token length, no padding; one pair a batch for
-        int8, whose activation scales are per batch), so a pair's result depends on that pair alone."""
+        int8, whose activation scales are per batch), so a pair's result depends on that pair alone.
+
+        A fit shared inside ``reuse_fits`` also shares its scores: a pair scored once is not scored again."""
+        memo = getattr(self, "scored_", None)
+        if memo is None:
+            return self._score(headlines, contexts, batch_size)
+        keys = list(zip(headlines, contexts))
+        todo = [k for k in dict.fromkeys(keys) if k not in memo]
+        if todo:
+            memo.update(zip(todo, self._score([h for h, _ in todo], [c for _, c in todo], batch_size)))
+        return np.array([memo[k] for k in keys], dtype=np.float64).reshape(len(keys), len(self.classes_))
+
+    def _score(self, headlines: list[str], contexts: list[str], batch_size: int) -> np.ndarray:
         if self.runtime != "torch":
             return self._onnx_proba(headlines, contexts, batch_size)
         import torch

@@ -162,6 +162,24 @@ def primary_score(config: Config, corpus: Corpus) -> str:
     raise DataError("data.train: nothing to tune: no stance pairs or topic texts for the enabled components")
 
 
+def available_scores(config: Config, corpus: Corpus) -> set[str]:
+    """The scores a fold of this config and data reports (what ``--score`` may name)."""
+    out = set()
+    if config.stance.enabled and corpus.pairs:
+        out |= {"stance_macro_f1", "stance_accuracy"}
+        if has_favor_against(config.labels.stances):
+            out.add("stance_f_avg")
+        if set(config.labels.stances) == FNC_LABELS and config.labels.unrelated == "unrelated":
+            out.add("stance_fnc")
+        if config.labels.unrelated:
+            out.add("stance_related_accuracy")
+    if config.topic.enabled and any(t is not None for t in corpus.topics):
+        out.add("topic_macro_f1")
+    if config.clustering.enabled and any(t is not None for t in corpus.topics):
+        out.add("clustering_nmi")
+    return out
+
+
 def scores_of(report: dict) -> dict[str, float]:
     out = {}
     if "topic" in report:
@@ -208,21 +226,24 @@ def make_folds(corpus: Corpus, k: int) -> list[tuple[list[int], list[int], list[
 
 
 def tune(config_path: str | Path, grid: list[tuple[str, list]], folds: int = 5, overrides: list[str] | None = None,
-         quiet: bool = False, embedder=None, mined_negatives: int | None = None) -> TuneResult:
+         quiet: bool = False, embedder=None, mined_negatives: int | None = None, score: str | None = None) -> TuneResult:
     """Cross-validate every setting of ``grid``; see the module docstring. ``mined_negatives``: the mined
     ``unrelated`` stories added per held-out headline (None: the largest ``stance.validation_hard_negatives`` of
-    the settings; 0: score the held-out pairs as written)."""
+    the settings; 0: score the held-out pairs as written). ``score``: the score that picks the winner (a key of
+    ``SCORE_NAMES``; None: the scheme's own, ``primary_score``)."""
     if folds < 2:
         raise ConfigError(f"--folds {folds}: expected at least 2")
+    if score is not None and score not in SCORE_NAMES:
+        raise ConfigError(f"--score {score}: expected one of {', '.join(SCORE_NAMES)}")
     if mined_negatives is not None and mined_negatives < 0:
         raise ConfigError(f"--mined-negatives {mined_negatives}: expected 0 or more")
     from .crossencoder import reuse_fits
 
     with reuse_fits():  # settings that leave the cross-encoder's training alone share its fit per fold
-        return _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives)
+        return _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives, score)
 
 
-def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives) -> TuneResult:
+def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives, score) -> TuneResult:
     from . import pipeline
 
     settings = grid_settings(config_path, grid, overrides)
@@ -234,7 +255,6 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives)
     fitted: dict[tuple, dict] = {}  # per fold: topic classifiers and clusterers, shared by settings that agree on them
     corpora: dict[str, tuple[Corpus, list]] = {}
     embedders: dict[str, Any] = {}
-    score = None
     n = len(settings)
     for i, setting in enumerate(settings, 1):
         cfg = setting.config
@@ -245,8 +265,13 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives)
                 raise DataError("data.train: the training sources hold no examples")
             corpora[data_key] = (corpus, make_folds(corpus, folds))
         corpus, splits = corpora[data_key]
-        if score is None:
-            score = primary_score(cfg, corpus)
+        if i == 1:
+            if score is None:
+                score = primary_score(cfg, corpus)
+            elif score not in available_scores(cfg, corpus):
+                have = sorted(available_scores(cfg, corpus))
+                raise ConfigError(f"--score {score}: this config and data.train give no {SCORE_NAMES[score]}; "
+                                  f"expected one of {', '.join(have) or 'none'}")
         emb_key = cfg.embedding.model_dump_json()
         if embedder is not None:
             emb = embedder

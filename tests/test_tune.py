@@ -242,7 +242,7 @@ def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
     assert all(len(s.scores["stance_f_avg"]) == 2 for s in result.settings)
 
 
-def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(semeval_config, fake, capsys):
+def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(semeval_config, fake, capsys, monkeypatch):
     """A real (tiny) cross-encoder: a 3-value grid over the mixing weight trains it once per fold (calibrate off:
     one fit per fold, on the fold's training part), the same scores as training it per setting; a grid over
     its own key trains it per setting and fold."""
@@ -251,9 +251,17 @@ def test_settings_that_leave_the_cross_encoder_alone_share_its_fit_per_fold(seme
     ce = ["stance.cross_encoder.enabled=true", "stance.cross_encoder.epochs=1", "stance.cross_encoder.max_length=24",
           "stance.cross_encoder.batch_size=8", "stance.calibrate=false"]
     before = ce_mod.FITS_RUN
+    scored, real = [], ce_mod.CrossEncoder._score
+
+    def spy(self, headlines, contexts, batch_size):
+        scored.extend((id(self.encoder_), h, c) for h, c in zip(headlines, contexts))
+        return real(self, headlines, contexts, batch_size)
+
+    monkeypatch.setattr(ce_mod.CrossEncoder, "_score", spy)
     shared = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=0.25,0.5,1"]), folds=2, overrides=ce,
                   quiet=False)
     assert ce_mod.FITS_RUN - before == 2  # 2 folds, not 3 settings x 2 folds
+    assert scored and len(scored) == len(set(scored))  # ... and each of its pairs scored once, not per setting
     err = capsys.readouterr().err
     assert "fold 2/2" in err and "cross-encoder:" in err  # the long fit inside a fold shows its progress bar
     alone = tune(semeval_config, parse_grid(["stance.cross_encoder.weight=1"]), folds=2, overrides=ce, quiet=True)
@@ -334,3 +342,28 @@ def test_settings_share_topic_and_cluster_fits_per_fold_and_skip_the_map(fnc_con
     by_topic = tune(fnc_config, parse_grid(["topic.C=0.01,4"]), folds=2, quiet=True)
     assert counts == {"topic": 4, "clusterer": 2, "map": 0}
     assert by_topic.settings[0].scores["topic_macro_f1"] != by_topic.settings[1].scores["topic_macro_f1"]
+
+
+def test_score_option_picks_the_winner_by_the_named_score(tmp_path, fnc_config, fake):
+    result = tune(fnc_config, parse_grid(["stance.classifier.C=0.01,1,100"]), folds=2, quiet=True,
+                  score="stance_accuracy", overrides=["stance.validation_hard_negatives=0"])
+    assert result.score == "stance_accuracy"
+    means = [s.mean("stance_accuracy") for s in result.settings]
+    assert result.best == int(np.argmax(means))
+    assert "stance accuracy *" in format_tune(result) and "chosen by stance accuracy" in format_tune(result)
+    # the CLI's choices are the scores tune knows
+    from classify.cli import TuneScore
+    assert {s.value for s in TuneScore} == set(SCORE_NAMES)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--score", "stance_f_avg"], ["--score stance_f_avg", "no stance F_avg", "stance_accuracy"]),
+    (["--score", "loss"], ["--score"]),
+])
+def test_a_score_the_config_does_not_give_is_one_line(tmp_path, fnc_config, fake, args, words):
+    result = runner.invoke(app, ["tune", str(fnc_config), "--grid", "stance.classifier.C=1", "--folds", "2", "-q",
+                                 "-o", str(tmp_path / "t.yaml")] + args)
+    assert result.exit_code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and all(w in result.stderr for w in words), lines
+    assert not (tmp_path / "t.yaml").exists()
