@@ -104,7 +104,12 @@ def memoised(embed, texts: list[str]):
     selection look up the same vectors."""
     texts = list(dict.fromkeys(texts))
     vectors = dict(zip(texts, embed(texts))) if texts else {}
-    return lambda ts: np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
+
+    def lookup(ts):
+        return np.stack([vectors[t] for t in ts]) if len(ts) else np.zeros((0, 0), dtype=np.float32)
+    # the embedder's identity (model, backend, ...) where known: what stance.reuse_features keys on
+    lookup.identity = getattr(embed, "identity", None) or getattr(getattr(embed, "__self__", None), "identity", None)
+    return lookup
 
 
 def story_view(body: str, view: str) -> str:

@@ -8,7 +8,11 @@ scikit-learn classifier over that matrix, optionally in two stages (related/unre
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import itertools
+import json
 import re
 from copy import deepcopy
 
@@ -152,6 +156,32 @@ def same_event_pairs(bodies: list[str], events: list[str], embed, per_event: int
                 second.append(stories[story])
                 same.append(label)
     return first, second, same
+
+
+_FEATURES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stance_features", default=None)
+
+
+@contextlib.contextmanager
+def reuse_features():
+    """Inside this block a stance feature matrix of the same pairs, feature settings, term weights and embedder
+    (its ``identity``) as an earlier one of the block is that matrix again. ``classify tune`` uses it: settings
+    that leave the features alone (a classifier's C, the mixing weight, calibration) share them per fold."""
+    token = _FEATURES.set({})
+    try:
+        yield
+    finally:
+        _FEATURES.reset(token)
+
+
+def _features_key(headlines, bodies, identity: str, settings: list, term_weights) -> str:
+    h = hashlib.sha256(json.dumps([identity] + settings).encode())
+    if term_weights is not None:
+        h.update(json.dumps(sorted(term_weights.vocabulary_.items())).encode())
+        h.update(np.asarray(term_weights.idf_, dtype=np.float64).tobytes())
+        h.update(json.dumps(term_weights.get_params(), sort_keys=True, default=str).encode())
+    for part in (headlines, bodies):
+        h.update(json.dumps(list(part)).encode() + b"\0")
+    return h.hexdigest()
 
 
 def fit_term_weights(texts: list[str]) -> TfidfVectorizer:
@@ -425,9 +455,21 @@ class StanceModel:
             self.log(message)
 
     def features(self, headlines, bodies, embed) -> np.ndarray:
-        return pair_features(headlines, bodies, embed, top_k=self.top_k, embedding_features=self.embedding_features,
-                             text_embedding=self.text_embedding,
-                             term_weights=getattr(self, "term_weights_", None))
+        term_weights = getattr(self, "term_weights_", None)
+
+        def compute():
+            return pair_features(headlines, bodies, embed, top_k=self.top_k,
+                                 embedding_features=self.embedding_features, text_embedding=self.text_embedding,
+                                 term_weights=term_weights)
+        memo, identity = _FEATURES.get(), getattr(embed, "identity", None)
+        if memo is None or identity is None:  # outside reuse_features, or an embedder of unknown identity
+            return compute()
+        key = _features_key(headlines, bodies, identity,
+                            [self.top_k, self.embedding_features, self.text_embedding], term_weights)
+        if key not in memo:
+            memo[key] = compute()
+            memo[key].setflags(write=False)  # shared: nobody may change it in place
+        return memo[key]
 
     def _contexts(self, headlines, bodies, embed) -> list[str]:
         return best_sentences(headlines, bodies, embed, self.top_k)

@@ -238,8 +238,10 @@ def tune(config_path: str | Path, grid: list[tuple[str, list]], folds: int = 5, 
     if mined_negatives is not None and mined_negatives < 0:
         raise ConfigError(f"--mined-negatives {mined_negatives}: expected 0 or more")
     from .crossencoder import reuse_fits
+    from .stance import reuse_features
 
-    with reuse_fits():  # settings that leave the cross-encoder's training alone share its fit per fold
+    # settings that leave the cross-encoder's training alone share its fit per fold, and the stance features
+    with reuse_fits(), reuse_features():
         return _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives, score)
 
 

@@ -15,6 +15,7 @@ class FakeEmbedder:
     """Deterministic bag-of-words vectors: fast stand-in for the sentence-transformers model in unit tests."""
 
     model = "fake"
+    identity = "fake"
 
     def __init__(self, dim: int = 64):
         self.vectorizer = HashingVectorizer(n_features=dim, alternate_sign=False, norm=None, stop_words="english")

@@ -333,10 +333,18 @@ def test_settings_share_topic_and_cluster_fits_per_fold_and_skip_the_map(fnc_con
     monkeypatch.setattr(classify.pipeline, "LogisticRegression", CountingLogReg)
     monkeypatch.setattr(classify.pipeline.TopicClusterer, "fit", counting("clusterer", classify.pipeline.TopicClusterer.fit))
     monkeypatch.setattr(classify.pipeline.MapProjector, "fit", counting("map", classify.pipeline.MapProjector.fit))
+    features = []
+    real_features = classify.stance.pair_features
+    monkeypatch.setattr(classify.stance, "pair_features", lambda *a, **k: features.append(1) or real_features(*a, **k))
     shared = tune(fnc_config, parse_grid(["stance.classifier.C=0.5,1,2"]), folds=2, quiet=True)
     assert counts == {"topic": 2, "clusterer": 2, "map": 0}
+    shared_features, features[:] = len(features), []
     alone = tune(fnc_config, parse_grid(["stance.classifier.C=2"]), folds=2, quiet=True)
     assert alone.settings[0].scores == shared.settings[2].scores
+    assert shared_features == len(features) > 0  # stance features too: computed per fold, not per setting
+    features.clear()
+    tune(fnc_config, parse_grid(["stance.top_sentences=2,3"]), folds=2, quiet=True)
+    assert len(features) == 2 * shared_features  # a feature setting computes its own
     assert {"topic_macro_f1", "clustering_nmi", "stance_fnc"} <= set(alone.settings[0].scores)
     counts.update(topic=0, clusterer=0)
     by_topic = tune(fnc_config, parse_grid(["topic.C=0.01,4"]), folds=2, quiet=True)
