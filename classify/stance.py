@@ -174,13 +174,13 @@ def reuse_features():
 
 
 def _features_key(headlines, bodies, identity: str, settings: list, term_weights) -> str:
-    h = hashlib.sha256(json.dumps([identity] + settings).encode())
+    h = hashlib.sha256(json.dumps([identity] + settings, allow_nan=False).encode())
     if term_weights is not None:
-        h.update(json.dumps(sorted(term_weights.vocabulary_.items())).encode())
+        h.update(json.dumps(sorted(term_weights.vocabulary_.items()), allow_nan=False).encode())
         h.update(np.asarray(term_weights.idf_, dtype=np.float64).tobytes())
-        h.update(json.dumps(term_weights.get_params(), sort_keys=True, default=str).encode())
+        h.update(json.dumps(term_weights.get_params(), sort_keys=True, default=str, allow_nan=False).encode())
     for part in (headlines, bodies):
-        h.update(json.dumps(list(part)).encode() + b"\0")
+        h.update(json.dumps(list(part), allow_nan=False).encode() + b"\0")
     return h.hexdigest()
 
 
