@@ -29,6 +29,8 @@ CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache folder; default $CLASS
 
 
 class TuneScore(str, Enum):
+    """classify.tune.SCORE_NAMES (not imported here: the CLI starts fast; tests/test_tune.py keeps them equal)."""
+
     stance_f_avg = "stance_f_avg"
     stance_fnc = "stance_fnc"
     stance_macro_f1 = "stance_macro_f1"

@@ -149,12 +149,8 @@ def primary_score(config: Config, corpus: Corpus) -> str:
     """The score that ranks settings: the stance scheme's own score when stance is trained, else topic
     macro-F1 (else clustering NMI)."""
     if config.stance.enabled and corpus.pairs:
-        stances = config.labels.stances
-        if has_favor_against(stances):
-            return "stance_f_avg"
-        if set(stances) == FNC_LABELS and config.labels.unrelated == "unrelated":
-            return "stance_fnc"
-        return "stance_macro_f1"
+        given = available_scores(config, corpus)
+        return next(name for name in ("stance_f_avg", "stance_fnc", "stance_macro_f1") if name in given)
     if config.topic.enabled and corpus.texts:
         return "topic_macro_f1"
     if config.clustering.enabled and corpus.texts:

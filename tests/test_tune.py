@@ -352,13 +352,22 @@ def test_settings_share_topic_and_cluster_fits_per_fold_and_skip_the_map(fnc_con
     assert by_topic.settings[0].scores["topic_macro_f1"] != by_topic.settings[1].scores["topic_macro_f1"]
 
 
-def test_score_option_picks_the_winner_by_the_named_score(tmp_path, fnc_config, fake):
+def test_score_option_picks_the_winner_by_the_named_score(tmp_path, fnc_config, semeval_config, fake):
     result = tune(fnc_config, parse_grid(["stance.classifier.C=0.01,1,100"]), folds=2, quiet=True,
                   score="stance_accuracy", overrides=["stance.validation_hard_negatives=0"])
     assert result.score == "stance_accuracy"
     means = [s.mean("stance_accuracy") for s in result.settings]
     assert result.best == int(np.argmax(means))
     assert "stance accuracy *" in format_tune(result) and "chosen by stance accuracy" in format_tune(result)
+    # what each scheme gives: F_avg only with favor/against, the FNC score only for FNC-1's labels,
+    # related/unrelated accuracy only with an unrelated label
+    from classify.tune import available_scores
+    fnc = ({"stance_fnc", "stance_related_accuracy", "stance_accuracy"}, {"stance_f_avg"})
+    semeval = ({"stance_f_avg", "stance_accuracy"}, {"stance_fnc", "stance_related_accuracy"})
+    for path, (has, lacks) in ((fnc_config, fnc), (semeval_config, semeval)):
+        cfg = load_config(path)
+        given = available_scores(cfg, load_corpus(cfg.data.train, cfg))
+        assert has <= given and not lacks & given, (path, given)
     # the CLI's choices are the scores tune knows
     from classify.cli import TuneScore
     assert {s.value for s in TuneScore} == set(SCORE_NAMES)
