@@ -96,7 +96,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                        tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
                        term_weights=st.term_weights, same_event=ce.same_event,
                        same_event_max_similarity=st.hard_negative_max_similarity,
-                       random_state=config.seed, log=None if quiet else log)
+                       confidence_on_mined=st.confidence_on_mined, random_state=config.seed, log=None if quiet else log)
 
 
 def memoised(embed, texts: list[str]):
@@ -253,7 +253,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
             tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
             train_on=[p.mined <= st.hard_negatives for p in pairs],
-            body_events=[p.body_event for p in pairs])
+            body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs])
 
     log_long_texts(embedder, quiet)
     model.meta = {

@@ -431,7 +431,8 @@ class StanceModel:
                  weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True, text_embedding: bool = False,
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
                  refit_cross_encoder: bool = False, term_weights: bool = True, same_event: int = 0,
-                 same_event_max_similarity: float | None = None, random_state: int = 0, log=None):
+                 same_event_max_similarity: float | None = None, confidence_on_mined: bool = True,
+                 random_state: int = 0, log=None):
         self.classifier = classifier
         self.cross_encoder = cross_encoder
         self.mode = mode
@@ -446,6 +447,7 @@ class StanceModel:
         self.term_weights = term_weights
         self.same_event = same_event
         self.same_event_max_similarity = same_event_max_similarity
+        self.confidence_on_mined = confidence_on_mined
         self.random_state = random_state
         self.log = log
 
@@ -523,14 +525,16 @@ class StanceModel:
 
     # -- estimator API ----------------------------------------------------------------------------------
     def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
-            tune_on=None, body_events=None, train_on=None) -> "StanceModel":
+            tune_on=None, body_events=None, train_on=None, written=None) -> "StanceModel":
         """``groups`` (event or headline of each pair) keep a group on one side of the validation split;
         ``tune_on`` (a mask; default all) names the pairs whose validation part may tune the weight, scales and
         calibration (e.g. only the full stories when training also sees shortened views: tune on what is
         predicted); ``train_on`` (a mask; default all) the pairs the parts are fitted on (the others can only
         tune: e.g. mined negatives kept for the validation split); ``body_events`` (the event each body reports,
         "" where unknown) feed the cross-encoder's same-event head (``same_event``), from the pairs it is fitted
-        on."""
+        on; ``written`` (a mask; default all) the pairs as the data holds them, against mined ones added only to
+        validate on: unless ``confidence_on_mined``, the temperature is fitted on the written validation pairs
+        alone (see ``_tune``)."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -562,6 +566,8 @@ class StanceModel:
             fit_idx = fit_idx[trainable[fit_idx]]
             if tune_on is not None:
                 val_idx = val_idx[np.asarray(tune_on, dtype=bool)[val_idx]]
+            val_written = (np.ones(len(val_idx), dtype=bool) if written is None
+                           else np.asarray(written, dtype=bool)[val_idx])
             self._say(f"validation split: {len(fit_idx)} pairs to fit, {len(val_idx)} to tune "
                       f"({len(set(groups[val_idx]))} groups)")
             missing = sorted(set(self.classes_.tolist()) - set(y[fit_idx].tolist()))
@@ -573,7 +579,8 @@ class StanceModel:
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
                                       groups[fit_idx], unrelated, stories=stories(fit_idx))
-            self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx])
+            self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx],
+                       written=val_written)
         refit_ce = ce is None or self.refit_cross_encoder
         idx = np.flatnonzero(trainable)
         self.classifier_, new_ce = self._fit_parts(F[idx], take(headlines, idx), take(contexts, idx), y[idx],
@@ -583,9 +590,17 @@ class StanceModel:
             self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)
         return self
 
-    def _tune(self, clf, ce, F, headlines, contexts, y) -> None:
+    def _tune(self, clf, ce, F, headlines, contexts, y, written=None) -> None:
         """Choose the mixing weight (macro-F1, then log-loss), the class scales (macro-F1) and the temperature
-        (log-loss) on validation pairs."""
+        (log-loss) on validation pairs.
+
+        ``written`` (a mask; default all): the validation pairs as written, against mined ones (recommender-style
+        stories of other events, ``stance.validation_hard_negatives``) that are there to move the *decisions*
+        towards a real list's. Unless ``confidence_on_mined``, they do not set the confidence: with a bias per
+        class, bias and temperature are fitted on all pairs, then the temperature again on the written pairs
+        alone with the bias's effect on the argmax kept (``softmax(log p / T + b)`` decides as
+        ``log p + T·b``; T·b stays, T moves), so the labels are the same and ``stance_score`` fits lists as
+        written; a temperature alone (which never changes the argmax) is fitted on the written pairs."""
         gold = np.searchsorted(self.classes_, y)
         weights = self.WEIGHT_GRID if (ce is not None and self.weight == "auto") else [self.weight_]
         if ce is not None:
@@ -608,11 +623,20 @@ class StanceModel:
             self.class_scale_ = _best_scale(proba, gold, len(self.classes_), self.classifier.scale_grid,
                                             fixed=int(np.bincount(gold, minlength=len(self.classes_)).argmax()))
         scaled = self._normalise(proba)
+        own = (np.ones(len(gold), dtype=bool) if written is None or self.confidence_on_mined
+               else np.asarray(written, dtype=bool))
+        if not own.any():  # nothing as written to fit the confidence on: all pairs
+            own[:] = True
         if self.calibrate == "temperature":
-            self.temperature_ = fit_temperature(scaled, gold)
+            self.temperature_ = fit_temperature(scaled[own], gold[own])
         elif self.calibrate:
             self.temperature_, self.bias_ = fit_calibration(scaled, gold)
-        self.validation_ = {"pairs": int(len(y)), "weight": float(self.weight_), "macro_f1": float(f1),
+            if not own.all():
+                decision = self.temperature_ * self.bias_  # what the bias does to the argmax
+                self.temperature_ = fit_temperature(_calibrated(scaled[own], 1.0, decision), gold[own])
+                self.bias_ = decision / self.temperature_
+        self.validation_ = {"pairs": int(len(y)), "confidence_pairs": int(own.sum()) if self.calibrate else 0,
+                            "weight": float(self.weight_), "macro_f1": float(f1),
                             "weights_tried": {str(w): float(s[0]) for s, w in zip(scored, weights)},
                             "class_scale": self.class_scale_.tolist(), "temperature": self.temperature_,
                             "bias": self.bias_.tolist()}
@@ -649,7 +673,7 @@ class StanceModel:
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
             "refit_cross_encoder": self.refit_cross_encoder, "term_weights": self.term_weights,
             "same_event": self.same_event, "same_event_max_similarity": self.same_event_max_similarity,
-            "random_state": self.random_state,
+            "confidence_on_mined": self.confidence_on_mined, "random_state": self.random_state,
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
             "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_],
@@ -661,7 +685,8 @@ class StanceModel:
         self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
             "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
             "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)),
-            same_event=int(state.get("same_event", 0)), same_event_max_similarity=state.get("same_event_max_similarity"))
+            same_event=int(state.get("same_event", 0)), same_event_max_similarity=state.get("same_event_max_similarity"),
+            confidence_on_mined=bool(state.get("confidence_on_mined", True)))
         self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
         if self.term_weights and term_weights is None:
             raise ValueError("stance.skops holds no term weights but stance.json expects them")

@@ -1015,9 +1015,9 @@ def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config
     seen = {}
 
     def recording_fit(self, headlines, bodies, labels, embed, groups=None, tune_on=None, body_events=None,
-                      train_on=None):
+                      train_on=None, written=None):
         seen.update(n=len(headlines), tune_on=list(tune_on), train_on=list(train_on), labels=list(labels),
-                    body_events=list(body_events))
+                    body_events=list(body_events), written=list(written))
         self.validation_ = None
         return self
 
@@ -1035,6 +1035,7 @@ def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config
         ranks = [0] * len(real) + [r for _ in range(heads) for r in range(1, mined_per_headline + 1)]
         assert seen["train_on"] == [r <= 2 for r in ranks]
         assert seen["tune_on"] == [r <= 3 for r in ranks]
+        assert seen["written"] == [r == 0 for r in ranks]  # what stance.confidence_on_mined tells apart
         assert seen["body_events"][:len(real)] == [p.body_event for p in real]
 
 
@@ -1059,3 +1060,73 @@ def test_pairs_outside_train_on_are_scored_on_validation_but_never_fitted():
                         term_weights=False).fit(heads, bodies, y, _embed, groups=events)
     F = m.features(heads, bodies, _embed)
     np.testing.assert_allclose(m.classifier_.predict_proba(F), plain.classifier_.predict_proba(F), atol=1e-6)
+
+
+def _mined_validation(seed=0):
+    """Validation pairs as written (a model right ~85 % of the time at its most confident) plus as many mined
+    `unrelated` pairs that the model, trained as if classes were balanced, finds hard: mostly called related."""
+    rng = np.random.RandomState(seed)
+    n = 400
+    gold = rng.randint(0, 4, n)
+    logits = rng.normal(0, 1, (n, 4))
+    logits[np.arange(n), gold] += 2.0
+    written = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mined = rng.dirichlet([3, 3, 3, 2], n)  # unrelated (last) rarely on top
+    proba = np.vstack([written, mined])
+    return proba, np.r_[gold, np.full(n, 3)], np.r_[np.ones(n, bool), np.zeros(n, bool)]
+
+
+@pytest.mark.parametrize("calibrate", [True, "temperature"])
+def test_mined_validation_pairs_move_decisions_but_not_the_confidence(calibrate):
+    """Mined stories (stance.validation_hard_negatives) are there to move the decisions towards a real list's;
+    stance_score is calibrated on the validation pairs as written (stance.confidence_on_mined: false), with the
+    same labels as a calibration on all pairs."""
+    proba, gold, written = _mined_validation()
+
+    def tuned(confidence_on_mined, mask):
+        m = StanceModel(StanceClassifier(), weight=0.0, calibrate=calibrate, confidence_on_mined=confidence_on_mined)
+        m.classes_, m.class_scale_, m.temperature_, m.bias_ = CLASSES, np.ones(4), 1.0, np.zeros(4)
+        m.weight_ = 0.0
+        n = len(gold)
+        m._tune(FixedClassifier(proba), None, np.zeros((n, 1)), ["h"] * n, ["b"] * n, CLASSES[gold], written=mask)
+        return m
+
+    on_all, on_written = tuned(True, written), tuned(False, written)
+    assert tuned(False, None).temperature_ == on_all.temperature_  # no mask: every pair is as written
+    assert on_all.validation_["confidence_pairs"] == 800 and on_written.validation_["confidence_pairs"] == 400
+    final = lambda m, p: _calibrated(p, m.temperature_, m.bias_)  # noqa: E731
+    # the same labels on every pair, mined or not ...
+    np.testing.assert_array_equal(final(on_all, proba).argmax(axis=1), final(on_written, proba).argmax(axis=1))
+    # ... but the temperature is the one that fits the written pairs, with the decisions' bias kept
+    decision = on_all.temperature_ * on_all.bias_
+    assert on_written.temperature_ == fit_temperature(_calibrated(proba[written], 1.0, decision), gold[written])
+    np.testing.assert_allclose(on_written.temperature_ * on_written.bias_, decision)
+    assert abs(on_written.temperature_ - on_all.temperature_) > 0.1
+    # and it is better calibrated on pairs as written (confidence of the top label against its accuracy)
+    def ece(m):
+        p = final(m, proba[written])
+        conf, right = p.max(axis=1), p.argmax(axis=1) == gold[written]
+        bins = np.minimum((conf * 10).astype(int), 9)
+        return sum(abs(conf[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum()
+                   for b in range(10) if (bins == b).any()) / len(conf)
+    assert ece(on_written) < ece(on_all) - 0.01
+    # nothing written in the validation split: all pairs set the confidence
+    assert tuned(False, np.zeros(len(gold), bool)).temperature_ == on_all.temperature_
+
+
+def test_confidence_on_mined_is_a_setting_that_reaches_the_model_and_its_state():
+    from classify.config import load_config
+    from classify.pipeline import build_stance
+    from conftest import ROOT
+
+    config = load_config(ROOT / "configs" / "default.yaml", ["stance.cross_encoder.enabled=false"])
+    assert build_stance(config, quiet=True).confidence_on_mined is True
+    config = load_config(ROOT / "configs" / "default.yaml",
+                         ["stance.cross_encoder.enabled=false", "stance.confidence_on_mined=false"])
+    assert build_stance(config, quiet=True).confidence_on_mined is False
+    m, state = _stateful()
+    assert state["confidence_on_mined"] is True
+    state["confidence_on_mined"] = False
+    assert StanceModel.from_state(state, m.classifier_, None).confidence_on_mined is False
+    del state["confidence_on_mined"]  # models saved before the setting fitted the confidence on every pair
+    assert StanceModel.from_state(state, m.classifier_, None).confidence_on_mined is True
