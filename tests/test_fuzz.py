@@ -49,7 +49,8 @@ def test_decode_then_parse_never_raises_anything_but_dump_error(raw):
         _check(parse_dump(text, "fuzz.txt"))
     except DumpError as err:
         assert str(err).startswith("fuzz.txt") and "\n" not in str(err)
-    assert time.perf_counter() - start < 0.5
+    # a guard against catastrophic regex backtracking (minutes), not a speed goal: loose enough for a busy CI machine
+    assert time.perf_counter() - start < 5.0
 
 
 @settings(max_examples=30, deadline=5000)
