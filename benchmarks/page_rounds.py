@@ -43,8 +43,11 @@ def main() -> None:
         cells = []
         for g in ("first", "third", "fourth"):
             m = group == g
-            related = np.mean((gold[m] == unrelated) == (pred[m] == unrelated)) if m.any() else float("nan")
-            cells.append(f"{m.sum()}, {np.mean(gold[m] == pred[m]):.3f}, {related:.3f}" if m.any() else "0")
+            if not m.any():
+                cells.append("0")
+                continue
+            related = np.mean((gold[m] == unrelated) == (pred[m] == unrelated))
+            cells.append(f"{m.sum()}, {np.mean(gold[m] == pred[m]):.3f}, {related:.3f}")
         print(f"| {folder} | " + " | ".join(cells) + " |", flush=True)
 
 
