@@ -1,6 +1,7 @@
 """Stance accuracy on the page-shaped test records, by the writing round that produced them (data/README.md §5):
-the first 46 pages, the third round's (ids pm, pn, pp, pr) and the fourth round's (ps, pt, pv, py). Shows whether
-a model trained with more rounds also got better on pages written before them.
+the first 46 pages, the third round's (ids pm, pn, pp, pr), the fourth round's (ps, pt, pv, py) and the fifth
+round's (qa, qc, qe, qh). Shows whether a model trained with more rounds also got better on pages written before
+them.
 
     python benchmarks/page_rounds.py MODEL_DIR [MODEL_DIR ...]
 """
@@ -15,7 +16,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = {"pm": "third", "pn": "third", "pp": "third", "pr": "third",
-          "ps": "fourth", "pt": "fourth", "pv": "fourth", "py": "fourth"}
+          "ps": "fourth", "pt": "fourth", "pv": "fourth", "py": "fourth",
+          "qa": "fifth", "qc": "fifth", "qe": "fifth", "qh": "fifth"}
+GROUPS = ("first", "third", "fourth", "fifth")
 
 
 def main() -> None:
@@ -33,15 +36,15 @@ def main() -> None:
             for r in records for s in r["stories"]]
     group = np.array([g for g, *_ in rows])
     gold = np.array([label for *_, label in rows])
-    print("| model | " + " | ".join(f"{g} pages: pairs, accuracy, related/unrelated" for g in ("first", "third", "fourth")) + " |")
-    print("|---|---|---|---|")
+    print("| model | " + " | ".join(f"{g} pages: pairs, accuracy, related/unrelated" for g in GROUPS) + " |")
+    print("|---" * (len(GROUPS) + 1) + "|")
     for folder in args.models:
         model = load_model(Path(folder))
         unrelated = model.config.labels.unrelated
         embedder = make_embedder(model.config, quiet=True)
         pred, _ = stance_predict(model, [h for _, h, _, _ in rows], [b for _, _, b, _ in rows], embedder.encode)
         cells = []
-        for g in ("first", "third", "fourth"):
+        for g in GROUPS:
             m = group == g
             if not m.any():
                 cells.append("0")

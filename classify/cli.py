@@ -36,6 +36,8 @@ class TuneScore(str, Enum):
     stance_macro_f1 = "stance_macro_f1"
     stance_accuracy = "stance_accuracy"
     stance_related_accuracy = "stance_related_accuracy"
+    stance_accuracy_written = "stance_accuracy_written"
+    stance_accuracy_both = "stance_accuracy_both"
     topic_macro_f1 = "topic_macro_f1"
     clustering_nmi = "clustering_nmi"
 

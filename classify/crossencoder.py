@@ -91,7 +91,8 @@ def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str
 class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
-                 length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32"):
+                 length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32",
+                 frozen_layers: int = 0):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -103,6 +104,7 @@ class CrossEncoder:
         self.device = device
         self.runtime = runtime
         self.precision = precision
+        self.frozen_layers = frozen_layers
 
     def _build(self, n_classes: int):
         import torch
@@ -156,7 +158,7 @@ class CrossEncoder:
         y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
         counts = torch.bincount(y, minlength=len(self.classes_)).float()
         loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
-        params = list(self.encoder_.parameters()) + list(self.head_.parameters())
+        params = self._trainable() + list(self.head_.parameters())
         self.same_event_head_ = None
         batches = [(False, b) for b in self._batches(headlines, contexts, len(labels))]
         if same_event is not None and len(same_event[0]):
@@ -191,6 +193,22 @@ class CrossEncoder:
         self.encoder_.eval()
         self.onnx_ = self._export() if self.runtime != "torch" else None
         return self
+
+    def _trainable(self) -> list:
+        """The encoder's parameters that training updates: all, or (``frozen_layers`` k > 0) those above its first
+        k stages, which keep their packaged weights. The stages count as ``hidden_states`` does: 1 is the
+        embeddings (word, position, type), 2 .. n+1 the n transformer layers. Autograd then stops at stage k + 1:
+        no backward pass and no optimizer update below it (the word embeddings alone are half of MiniLM's
+        weights)."""
+        stages = [self.encoder_.embeddings, *self.encoder_.encoder.layer]
+        if not 0 <= self.frozen_layers <= len(stages):
+            from .errors import ConfigError
+
+            raise ConfigError(f"stance.cross_encoder.frozen_layers: {self.frozen_layers} is outside 0..{len(stages)} "
+                              f"(the embeddings and {len(stages) - 1} transformer layers)")
+        for stage in stages[:self.frozen_layers]:
+            stage.requires_grad_(False)
+        return [p for p in self.encoder_.parameters() if p.requires_grad]
 
     def _batches(self, headlines, contexts, n: int, seed_offset: int = 0) -> list[np.ndarray]:
         """Training batches for ``epochs`` passes: a seeded shuffle, then (``length_batches``) pairs of similar
@@ -330,7 +348,7 @@ class CrossEncoder:
         if self.runtime != "torch":
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
-                                                "length_batches", "runtime", "precision")}
+                                                "length_batches", "runtime", "precision", "frozen_layers")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

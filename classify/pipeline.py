@@ -89,7 +89,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,
                                      length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
-                                     precision=precision)
+                                     precision=precision, frozen_layers=ce.frozen_layers)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),

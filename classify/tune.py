@@ -47,6 +47,8 @@ SCORE_NAMES = {
     "stance_macro_f1": "stance macro-F1",
     "stance_accuracy": "stance accuracy",
     "stance_related_accuracy": "related/unrelated accuracy",
+    "stance_accuracy_written": "stance accuracy as written",
+    "stance_accuracy_both": "stance accuracy, mean of mined and as written",
     "topic_macro_f1": "topic macro-F1",
     "clustering_nmi": "clustering NMI",
 }
@@ -158,11 +160,15 @@ def primary_score(config: Config, corpus: Corpus) -> str:
     raise DataError("data.train: nothing to tune: no stance pairs or topic texts for the enabled components")
 
 
-def available_scores(config: Config, corpus: Corpus) -> set[str]:
-    """The scores a fold of this config and data reports (what ``--score`` may name)."""
+def available_scores(config: Config, corpus: Corpus, mined: bool = False) -> set[str]:
+    """The scores a fold of this config and data reports (what ``--score`` may name); ``mined``: held-out folds
+    get mined ``unrelated`` pairs, so they are also scored without them (``stance_accuracy_written``) and by the
+    mean of the two accuracies (``stance_accuracy_both``)."""
     out = set()
     if config.stance.enabled and corpus.pairs:
         out |= {"stance_macro_f1", "stance_accuracy"}
+        if mined and config.labels.unrelated:
+            out |= {"stance_accuracy_written", "stance_accuracy_both"}
         if has_favor_against(config.labels.stances):
             out.add("stance_f_avg")
         if set(config.labels.stances) == FNC_LABELS and config.labels.unrelated == "unrelated":
@@ -266,8 +272,8 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives,
         if i == 1:
             if score is None:
                 score = primary_score(cfg, corpus)
-            elif score not in available_scores(cfg, corpus):
-                have = sorted(available_scores(cfg, corpus))
+            elif score not in available_scores(cfg, corpus, mined=bool(negatives)):
+                have = sorted(available_scores(cfg, corpus, mined=bool(negatives)))
                 raise ConfigError(f"--score {score}: this config and data.train give no {SCORE_NAMES[score]}; "
                                   f"expected one of {', '.join(have) or 'none'}")
         emb_key = cfg.embedding.model_dump_json()
@@ -288,6 +294,7 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives,
             except ClassifyError as err:
                 raise type(err)(f"--grid {_describe(setting.values)}, fold {f}/{folds}: {err}") from None
             held = corpus.subset(te_t, te_p)
+            written = None
             if negatives and held.pairs:
                 key = (data_key, emb_key, f)
                 if key not in mined:  # stories of held-out events only: none the model was trained on
@@ -295,9 +302,15 @@ def _tune(config_path, grid, folds, overrides, quiet, embedder, mined_negatives,
                     mined[key] = pipeline.hard_negatives([p for p in held.pairs if p.body_event in groups], emb.encode,
                                                          negatives, cfg.labels.unrelated,
                                                          cfg.stance.hard_negative_max_similarity)
+                written = corpus.subset([], te_p)
                 held.pairs = held.pairs + mined[key]
             report = pipeline.evaluate(model, held, embedder=emb, quiet=True)
             got = scores_of(report)
+            if written is not None and "stance_accuracy" in got:
+                # the same fold as written (each pair's label does not depend on the others scored with it)
+                got["stance_accuracy_written"] = scores_of(pipeline.evaluate(model, written, embedder=emb,
+                                                                             quiet=True))["stance_accuracy"]
+                got["stance_accuracy_both"] = (got["stance_accuracy"] + got["stance_accuracy_written"]) / 2
             for name in set(got) | set(setting.scores):
                 setting.scores.setdefault(name, [float("nan")] * (f - 1)).append(got.get(name, float("nan")))
         if score in setting.scores:

@@ -194,3 +194,51 @@ def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_pat
         raw["stance"]["cross_encoder"] = {"enabled": True, **bad}
         with pytest.raises(ConfigError, match="stance.cross_encoder.precision"):
             validate_config(raw, check_files=False)
+
+
+def test_frozen_layers_keep_the_packaged_weights_below_and_train_above(tmp_path, tiny_config):
+    """``frozen_layers: k``: the encoder's first k stages (the embeddings, then its layers) end training at their
+    packaged weights,
+    the layers above move; another model than k = 0 (the setting is used), saved with the model; out of range is
+    one config error naming the key."""
+    import json
+
+    from classify.crossencoder import CrossEncoder
+    from classify.pipeline import build_stance
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses"] * 4
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord."] * 4
+    labels = ["agree", "discuss", "discuss", "agree"] * 2
+    settings = dict(epochs=2, batch_size=4, max_length=32, show_progress=False)
+    packaged = CrossEncoder(**settings)
+    packaged._build(2)
+    before = {k: v.clone() for k, v in packaged.encoder_.state_dict().items()}
+    frozen = CrossEncoder(**settings, frozen_layers=3).fit(heads, stories, labels)
+    after = frozen.encoder_.state_dict()
+    for name, value in after.items():
+        if name.startswith("pooler."):  # unused by mean pooling: no gradient either way
+            continue
+        low = name.startswith(("embeddings.", "encoder.layer.0.", "encoder.layer.1."))
+        assert bool((value == before[name]).all()) == low, name
+    query = "encoder.layer.2.attention.self.query.weight"
+    assert not (after[query] == before[query]).all()
+    full = CrossEncoder(**settings).fit(heads, stories, labels)
+    assert not (full.encoder_.state_dict()["encoder.layer.0.attention.self.query.weight"]
+                == before["encoder.layer.0.attention.self.query.weight"]).all()
+    assert not np.allclose(full.predict_proba(heads, stories), frozen.predict_proba(heads, stories), atol=1e-6)
+    frozen.save(tmp_path)
+    assert json.loads((tmp_path / "cross_encoder.json").read_text())["params"]["frozen_layers"] == 3
+    np.testing.assert_allclose(CrossEncoder.load(tmp_path).predict_proba(heads, stories),
+                               frozen.predict_proba(heads, stories), atol=1e-6)
+    only_embeddings = CrossEncoder(**settings, frozen_layers=1).fit(heads, stories, labels).encoder_.state_dict()
+    for name, value in only_embeddings.items():
+        if not name.startswith("pooler."):
+            assert bool((value == before[name]).all()) == name.startswith("embeddings."), name
+    with pytest.raises(ConfigError, match="stance.cross_encoder.frozen_layers: 8 is outside 0..7"):
+        CrossEncoder(**settings, frozen_layers=8).fit(heads, stories, labels)
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "frozen_layers": 3}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.frozen_layers == 3
+    raw["stance"]["cross_encoder"]["frozen_layers"] = -1
+    with pytest.raises(ConfigError, match="stance.cross_encoder.frozen_layers"):
+        validate_config(raw, check_files=False)

@@ -188,16 +188,18 @@ def test_held_out_folds_are_scored_with_recommender_style_pairs(fnc_config, fake
     cfg = load_config(fnc_config)
     corpus = load_corpus(cfg.data.train, cfg)
     folds = make_folds(corpus, 2)
-    tune(fnc_config, parse_grid(["stance.classifier.C=0.5,1"]), folds=2, quiet=True)
-    assert len(seen) == 4
+    mined_run = tune(fnc_config, parse_grid(["stance.classifier.C=0.5,1"]), folds=2, quiet=True)
+    assert len(seen) == 8  # per setting and fold: the fold with its mined pairs, then as written
+    held, as_written = seen[0::2], seen[1::2]
     for f, (_, _, _, te_p) in enumerate(folds):
         own = [corpus.pairs[j] for j in te_p]
         held_events = {p.group for p in own}
-        for scored in (seen[f], seen[2 + f]):  # setting 1 and setting 2: the same pairs
+        for scored in (held[f], held[2 + f]):  # setting 1 and setting 2: the same pairs
             extra = scored[len(own):]
-            assert scored[:len(own)] == own and extra and extra == (seen[2 + f][len(own):])
+            assert scored[:len(own)] == own and extra and extra == (held[2 + f][len(own):])
             assert all(p.label == "unrelated" and p.mined >= 1 for p in extra)
             assert all(p.body_event in held_events and p.body_event != p.group for p in extra)
+        assert as_written[f] == own and as_written[2 + f] == own
     seen.clear()
     tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True,
          overrides=["stance.validation_hard_negatives=0"])
@@ -209,7 +211,7 @@ def test_held_out_folds_are_scored_with_recommender_style_pairs(fnc_config, fake
     tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=1,
          overrides=["stance.validation_hard_negatives=0"])
     for f, (_, _, _, te_p) in enumerate(folds):
-        extra = seen[f][len(te_p):]
+        extra = seen[2 * f][len(te_p):]  # (each fold then scored as written)
         assert extra and all(p.mined == 1 for p in extra)
         assert len({p.headline for p in extra}) == len(extra)  # one per held-out headline
     # accuracy and related/unrelated accuracy are reported beside the deciding score
@@ -218,6 +220,21 @@ def test_held_out_folds_are_scored_with_recommender_style_pairs(fnc_config, fake
     assert all(0 <= v <= 1 for v in s["stance_accuracy"]) and s["stance_accuracy"] != s["stance_macro_f1"]
     with pytest.raises(Exception, match="--mined-negatives -1"):
         tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=-1)
+    # the mined run also scores each fold as written: what a run with --mined-negatives 0 scores, and the mean
+    # of the two accuracies (the criterion that weighs a page's close and far other-event stories alike)
+    got = mined_run.settings[1].scores  # C=1, as in `result`
+    assert got["stance_accuracy_written"] == s["stance_accuracy"]
+    assert got["stance_accuracy_written"] != got["stance_accuracy"]
+    assert got["stance_accuracy_both"] == [(a + b) / 2 for a, b in zip(got["stance_accuracy"], s["stance_accuracy"])]
+    assert "stance_accuracy_written" not in s and "stance_accuracy_both" not in s  # nothing mined: nothing to add
+    both = tune(fnc_config, parse_grid(["stance.embedding_features=true,false", "stance.two_stage=true,false"]),
+                folds=2, quiet=True, score="stance_accuracy_both")
+    means = [x.mean("stance_accuracy_both") for x in both.settings]
+    assert both.best == int(np.argmax(means)) and len(set(np.round(means, 9))) > 1
+    assert "stance accuracy, mean of mined and as written *" in format_tune(both)
+    with pytest.raises(Exception, match="no stance accuracy as written"):
+        tune(fnc_config, parse_grid(["stance.classifier.C=1"]), folds=2, quiet=True, mined_negatives=0,
+             score="stance_accuracy_written")
 
 
 def test_cross_encoder_path_runs(tmp_path, semeval_config, fake, monkeypatch):
