@@ -198,8 +198,7 @@ class CrossEncoder:
         """The encoder's parameters that training updates: all, or (``frozen_layers`` k > 0) those above its first
         k stages, which keep their packaged weights. The stages count as ``hidden_states`` does: 1 is the
         embeddings (word, position, type), 2 .. n+1 the n transformer layers. Autograd then stops at stage k + 1:
-        no backward pass and no optimizer update below it (the word embeddings alone are half of MiniLM's
-        weights)."""
+        no backward pass and no optimizer update below it."""
         stages = [self.encoder_.embeddings, *self.encoder_.encoder.layer]
         if not 0 <= self.frozen_layers <= len(stages):
             from .errors import ConfigError
