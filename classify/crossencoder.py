@@ -39,6 +39,23 @@ def check_device(device: str) -> None:
                           f"{torch.__version__}); use cpu, or a device this machine has")
 
 
+def check_frozen_layers(frozen_layers: int, layers: int) -> None:
+    """Raise a one-line ConfigError unless ``frozen_layers`` names 0 .. ``layers`` + 1 stages (the embeddings and
+    an encoder of ``layers`` transformer layers)."""
+    if not 0 <= frozen_layers <= layers + 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"stance.cross_encoder.frozen_layers: {frozen_layers} is outside 0..{layers + 1} "
+                          f"(the embeddings and {layers} transformer layers)")
+
+
+def encoder_layers(model: str) -> int:
+    """The transformer layer count of the packaged ``model``, from its config file (no weights loaded)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True).num_hidden_layers
+
+
 @functools.lru_cache(maxsize=None)
 def bf16_is_fast(device: str) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CPU with AVX-512 BF16 or AMX (read from /proc/cpuinfo
@@ -200,11 +217,7 @@ class CrossEncoder:
         embeddings (word, position, type), 2 .. n+1 the n transformer layers. Autograd then stops at stage k + 1:
         no backward pass and no optimizer update below it."""
         stages = [self.encoder_.embeddings, *self.encoder_.encoder.layer]
-        if not 0 <= self.frozen_layers <= len(stages):
-            from .errors import ConfigError
-
-            raise ConfigError(f"stance.cross_encoder.frozen_layers: {self.frozen_layers} is outside 0..{len(stages)} "
-                              f"(the embeddings and {len(stages) - 1} transformer layers)")
+        check_frozen_layers(self.frozen_layers, len(stages) - 1)
         for stage in stages[:self.frozen_layers]:
             stage.requires_grad_(False)
         return [p for p in self.encoder_.parameters() if p.requires_grad]

@@ -25,7 +25,7 @@ from sklearn.metrics import f1_score
 from .metrics import (calibration_report, class_report, clustering_report, f_avg, fnc_score, has_favor_against,
                       label_f1, per_group_report, related_accuracy)
 from .model import Model
-from .crossencoder import CrossEncoder, bf16_is_fast, check_device
+from .crossencoder import CrossEncoder, bf16_is_fast, check_device, check_frozen_layers, encoder_layers
 from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
@@ -80,6 +80,8 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
     cross_encoder = None
     if ce.enabled:
         check_device(ce.device)
+        if ce.frozen_layers:
+            check_frozen_layers(ce.frozen_layers, encoder_layers(config.embedding.model))
         precision = ce.precision
         if precision == "bf16" and not bf16_is_fast(ce.device):
             log(f"stance.cross_encoder.precision: bf16 has no hardware support on {ce.device} here (a CPU needs "
@@ -197,6 +199,8 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
     check_trainable(corpus, config)
     log(f"training data: {len(corpus.texts)} topic texts, {len(corpus.pairs)} stance pairs", quiet)
     model = Model(config=config)
+    # built (and its device and frozen layers checked) before any fitting: a bad setting fails at once
+    stance = build_stance(config, fits_quiet) if corpus.pairs and config.stance.enabled else None
 
     if corpus.texts and (config.topic.enabled or config.clustering.enabled):
         X = embedder.encode(corpus.texts)
@@ -231,10 +235,9 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
                     f"{'n/a' if score is None else f'{score:.3f}'} over k = {k_range.start}..{k_range.stop - 1}, "
                     f"{'UMAP space, euclidean' if clusterer.use_reducer else 'features, cosine'})", quiet)
 
-    if corpus.pairs and config.stance.enabled:
+    if stance is not None:
         st = config.stance
         pairs = corpus.pairs
-        stance = build_stance(config, fits_quiet)
         validating = stance._validates()
         mine = max(st.hard_negatives, st.validation_hard_negatives if validating else 0)
         if mine and config.labels.unrelated:

@@ -198,9 +198,8 @@ def test_bf16_precision_trains_in_autocast_is_deterministic_and_is_saved(tmp_pat
 
 def test_frozen_layers_keep_the_packaged_weights_below_and_train_above(tmp_path, tiny_config):
     """``frozen_layers: k``: the encoder's first k stages (the embeddings, then its layers) end training at their
-    packaged weights,
-    the layers above move; another model than k = 0 (the setting is used), saved with the model; out of range is
-    one config error naming the key."""
+    packaged weights, the layers above move; another model than k = 0 (the setting is used), saved with the model;
+    out of range is one config error naming the key."""
     import json
 
     from classify.crossencoder import CrossEncoder
@@ -239,6 +238,9 @@ def test_frozen_layers_keep_the_packaged_weights_below_and_train_above(tmp_path,
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "frozen_layers": 3}
     assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.frozen_layers == 3
+    raw["stance"]["cross_encoder"]["frozen_layers"] = 8  # past the packaged encoder's 7 stages: refused when built
+    with pytest.raises(ConfigError, match="stance.cross_encoder.frozen_layers: 8 is outside 0..7"):
+        build_stance(validate_config(raw, check_files=False), quiet=True)
     raw["stance"]["cross_encoder"]["frozen_layers"] = -1
     with pytest.raises(ConfigError, match="stance.cross_encoder.frozen_layers"):
         validate_config(raw, check_files=False)
