@@ -197,9 +197,9 @@ class CrossEncoderConfig(_Strict):
     weights, about 4x faster than torch). Training is always torch; the model directory then holds the export."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
-    autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AVX-512 BF16 or AMX
-    (`lscpu`: avx512_bf16 / amx_bf16) and on GPUs; where the device has no bf16 hardware, training says so in one
-    line and runs in fp32 (emulated bf16 is slower than fp32). Not on `mps`."""
+    autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX
+    (`lscpu`: amx_bf16) and on GPUs; where the device has no bf16 matrix hardware (a CPU with AVX-512 BF16 but no
+    AMX is slower in bf16 than in fp32, measured), training says so in one line and runs in fp32. Not on `mps`."""
 
 
 class StanceConfig(_Strict):

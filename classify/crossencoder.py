@@ -4,7 +4,7 @@ sentences) pairs, read together so attention can see whether the sentences asser
 A text model like the embedder (not a scikit-learn estimator): ``fit`` / ``predict_proba`` take texts, the
 weights are saved as safetensors with a JSON of settings. CPU-friendly: ~13 minutes an epoch for FNC-1's
 13,000 related pairs on 2 cores in fp32; ~35 s an epoch for 3,000 short (headline, story) pairs in bf16 autocast
-(``precision="bf16"``, on a CPU with AVX-512 BF16).
+(``precision="bf16"``, on a CPU with AMX).
 """
 
 from __future__ import annotations
@@ -56,11 +56,18 @@ def encoder_layers(model: str) -> int:
     return AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True).num_hidden_layers
 
 
+def cpu_flags_have_bf16_matmul(flags: str) -> bool:
+    """Whether a CPU with these ``/proc/cpuinfo`` flags multiplies bfloat16 matrices in hardware: AMX tiles
+    (``amx_bf16``). AVX-512 BF16 alone (``avx512_bf16``) is not enough: on such a CPU (Xeon model 207 in a VM
+    without AMX) a cross-encoder training step measured 0.73 s in bf16 autocast against 0.52 s in fp32 (batch 32,
+    40 word pieces), where the same step on a CPU with AMX took 0.29 s against 0.49 s."""
+    return bool(re.search(r"\bamx_bf16\b", flags))
+
+
 @functools.lru_cache(maxsize=None)
 def bf16_is_fast(device: str) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware: a CPU with AVX-512 BF16 or AMX (read from /proc/cpuinfo
-    on Linux; elsewhere oneDNN's own bf16 check), or a GPU that supports it. Without it, bf16 autocast is emulated
-    and slower than fp32."""
+    """Whether ``device`` computes bfloat16 faster than fp32: a CPU with AMX (read from /proc/cpuinfo on Linux;
+    elsewhere torch's own AMX check), or a GPU that supports bf16. Without it, bf16 autocast is slower than fp32."""
     import torch
 
     kind = device.split(":")[0]
@@ -70,10 +77,10 @@ def bf16_is_fast(device: str) -> bool:
         return kind == "xpu"
     try:
         flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: oneDNN's check, where this torch build has it
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    except OSError:  # not Linux: torch's check, where this torch build has it
+        check = getattr(torch.cpu, "_is_amx_tile_supported", None)
         return bool(check()) if check is not None else False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return cpu_flags_have_bf16_matmul(flags)
 
 
 _FITS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cross_encoder_fits", default=None)

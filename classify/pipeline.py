@@ -85,7 +85,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
         precision = ce.precision
         if precision == "bf16" and not bf16_is_fast(ce.device):
             log(f"stance.cross_encoder.precision: bf16 has no hardware support on {ce.device} here (a CPU needs "
-                "AVX-512 BF16 or AMX); training in fp32", quiet)
+                "AMX: amx_bf16 in lscpu); training in fp32", quiet)
             precision = "fp32"
         # with several story views each pair comes len(views) times: the same number of steps as one view
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
