@@ -238,6 +238,8 @@ def test_frozen_layers_keep_the_packaged_weights_below_and_train_above(tmp_path,
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "frozen_layers": 3}
     assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.frozen_layers == 3
+    raw["stance"]["cross_encoder"]["frozen_layers"] = 7  # every stage frozen (only the head trains): allowed
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.frozen_layers == 7
     raw["stance"]["cross_encoder"]["frozen_layers"] = 8  # past the packaged encoder's 7 stages: refused when built
     with pytest.raises(ConfigError, match="stance.cross_encoder.frozen_layers: 8 is outside 0..7"):
         build_stance(validate_config(raw, check_files=False), quiet=True)
