@@ -346,7 +346,7 @@ def topic_and_cluster(model: Model, X: np.ndarray, df: pd.DataFrame) -> None:
     if model.topic is not None:
         proba = model.topic.predict_proba(X)
         df["topic"] = model.topic.classes_[proba.argmax(axis=1)]
-        df["topic_score"] = proba.max(axis=1).round(4)
+        df["topic_score"] = proba.max(axis=1).astype(np.float64).round(4)  # float64: no float32 noise in JSON
     df["cluster"], df["cluster_id"] = None, None
     if model.clusterer is not None:
         ids = model.clusterer.predict(X)

@@ -52,6 +52,8 @@ def test_predict_bad_files_reported_good_ones_processed(tmp_path, model_dir):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and {r["dump"] for r in rows} == {str(tmp_path / "good.txt")}
     assert {"dump", "item", "kind", "title", "topic", "topic_score", "cluster", "stance", "stance_score"} <= set(rows[0])
+    scores = [r[k] for r in rows for k in ("topic_score", "stance_score") if r[k] is not None]
+    assert scores and all(v == round(v, 4) for v in scores)  # 4 decimals, no float32 noise (0.6880999803543091)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
