@@ -198,7 +198,7 @@ class CrossEncoder:
         # fused AdamW: one kernel over all parameters (a tenth of a CPU step's time otherwise goes to the optimizer)
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, fused=kind in ("cpu", "cuda", "xpu", "mps"))
         # bf16: forward and backward in bfloat16 autocast (weights and optimizer state stay fp32): ~1.7x faster
-        # steps on CPUs with AVX-512 BF16 or AMX, and on GPUs
+        # steps on CPUs with AMX, and on GPUs (build_stance falls back to fp32 elsewhere: bf16_is_fast)
         autocast = torch.autocast(kind, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         steps = len(batches)
         warmup = max(1, steps // 15)
