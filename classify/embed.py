@@ -4,6 +4,7 @@ identity (name + weights version) and text."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -61,6 +62,16 @@ def chunk_spans(text: str, offsets: list[tuple[int, int]], budget: int) -> list[
     return [(offsets[i][0], offsets[j - 1][1]) for i, j in windows]
 
 
+def _looks_like_a_model(folder: Path) -> bool:
+    """Whether ``folder`` holds what transformers loads a model and its tokenizer from."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    has_tokenizer = (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()
+    return isinstance(config, dict) and bool(config.get("model_type")) and has_tokenizer
+
+
 def resolve_model_path(name: str) -> str:
     """A packaged model name (``all-MiniLM-L6-v2``) or a local sentence-transformers directory."""
     if name in PACKAGED_MODELS:
@@ -69,7 +80,12 @@ def resolve_model_path(name: str) -> str:
         module = importlib.import_module(PACKAGED_MODELS[name])
         return str(module.get_model_path())
     if Path(name).is_dir():
-        return str(Path(name).resolve())
+        folder = Path(name).resolve()
+        if _looks_like_a_model(folder):
+            return str(folder)
+        raise ConfigError(f"embedding.model: {name!r} is a folder but not a transformer model: it needs a config.json "
+                          "with a model_type and a tokenizer (tokenizer.json or vocab.txt), as a saved "
+                          "sentence-transformers model has")
     raise ConfigError(
         f"embedding.model: {name!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}) "
         "nor a local sentence-transformers directory"

@@ -694,3 +694,31 @@ def test_a_model_cannot_send_the_cache_elsewhere(tmp_path, tiny_model):
     (model_dir / "config.json").write_text(json.dumps(config))
     reseal(model_dir)
     assert load_model(model_dir).config.embedding.cache_dir is None
+
+
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_embedding_model_folder_that_is_not_a_model(tmp_path, frozen):
+    """A folder named as ``embedding.model`` that holds no transformer model (no config.json with a model_type, or
+    no tokenizer) is one error naming the key, before anything is trained or written; with ``frozen_layers`` set
+    (which reads the model's layer count when the stance model is built) too."""
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a config, but no tokenizer
+    out = tmp_path / "model"
+    code, _, err = run("train", DEFAULT, "-o", out, "-q", "--set", f"embedding.model={folder}",
+                       "--set", f"stance.cross_encoder.frozen_layers={frozen}")
+    assert code == 2
+    assert_clean(err, "embedding.model", "not a transformer model")
+    assert not out.exists()
+    (folder / "vocab.txt").write_text("[PAD]\n")
+    (folder / "config.json").write_text("[1, 2]")  # a tokenizer, but a config that is not an object
+    code, _, err = run("train", DEFAULT, "-o", out, "-q", "--set", f"embedding.model={folder}")
+    assert code == 2
+    assert_clean(err, "embedding.model", "not a transformer model")
+
+
+def test_a_saved_model_folder_is_accepted_as_embedding_model():
+    from classify.embed import resolve_model_path
+
+    packaged = resolve_model_path("all-MiniLM-L6-v2")
+    assert resolve_model_path(packaged) == str(Path(packaged).resolve())
