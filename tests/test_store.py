@@ -71,7 +71,8 @@ def test_model_identity_includes_the_weights(tmp_path):
     folder = tmp_path / "my-model"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights v1")
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "bert"}')  # what a model folder holds besides weights
+    (folder / "vocab.txt").write_text("[PAD]\n")
     first = model_identity(str(folder))
     assert first.startswith("local:") and model_identity(str(folder)) == first
     (folder / "model.safetensors").write_bytes(b"weights v2")
@@ -98,6 +99,8 @@ def test_embedder_contract_and_cache_location(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSIFY_CACHE", str(tmp_path / "env-cache"))
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "m" / "vocab.txt").write_text("[PAD]\n")
     e = Embedder(str(tmp_path / "m"), show_progress=False)
     e._encoder = FakeST()
     X = e.encode(["x", "y", "x"])
