@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +68,24 @@ def batch_rows(backend: str, batch_size: int) -> int:
     return 1 if backend == "onnx-int8" else batch_size
 
 
-def encode_canonical(lengths: list[int], rows: int, run, show_progress: bool = False) -> np.ndarray | None:
+def encode_canonical(lengths: list[int], rows: int, run, show_progress: bool = False,
+                     workers: int = 1) -> np.ndarray | None:
     """``run(padded indices) -> one output row per index`` over ``canonical_batches``, the outputs put back in call
-    order (None for no texts)."""
+    order (None for no texts). ``workers`` > 1: that many batches run at once, each on its own thread (``run``
+    must be thread-safe, as an onnxruntime session is); every batch's result is the same whoever runs it."""
     batches = list(canonical_batches(lengths, rows))
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="Batches", unit="batch")
     out = None
-    for idx, padded in batches:
-        result = run(padded)
-        if out is None:
-            out = np.zeros((len(lengths), result.shape[1]), np.float32)
-        out[idx] = result[:len(idx)]
+    runs = [padded for _, padded in batches]
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = pool.map(run, runs) if pool is not None else map(run, runs)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(batches), desc="Batches", unit="batch")
+        for (idx, _), result in zip(batches, results):
+            if out is None:
+                out = np.zeros((len(lengths), result.shape[1]), np.float32)
+            out[idx] = result[:len(idx)]
     return out
 
 
@@ -257,15 +262,23 @@ def export_pooled(model, tokenizer, target: Path) -> None:
 
 
 def session_options():
-    """onnxruntime settings of every session here: all of this machine's cores on one operator at a time."""
+    """onnxruntime settings of every session here: one thread per run. The callers run one batch per core at once
+    (``onnx_workers``), which beats spreading each small batch over all cores: on 2 cores, int8 one text a batch
+    339 texts/s against 281 with 2 intra-op threads (fp32, 8 rows a batch: 158 against 154), the same vectors bit
+    for bit."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     return options
+
+
+def onnx_workers() -> int:
+    """How many batches an ONNX session runs at once: one per usable core."""
+    return _threads()
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -350,7 +363,8 @@ class OnnxEncoder:
                     "token_type_ids": np.zeros_like(input_ids)}
             return self.session.run(None, {k: feed[k] for k in self.inputs})[0]
 
-        out = encode_canonical([len(x) for x in ids], batch_rows(self.backend, batch_size), run, show_progress)
+        out = encode_canonical([len(x) for x in ids], batch_rows(self.backend, batch_size), run, show_progress,
+                               workers=onnx_workers())
         return out if out is not None else np.zeros((0, 0), np.float32)
 
     def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:

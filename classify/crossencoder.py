@@ -317,7 +317,7 @@ class CrossEncoder:
     def _onnx_proba(self, headlines, contexts, batch_size: int) -> np.ndarray:
         from scipy.special import softmax
 
-        from .backends import batch_rows, encode_canonical
+        from .backends import batch_rows, encode_canonical, onnx_workers
 
         session = self._session()
         enc = self.tokenizer_(list(headlines), list(contexts), truncation="only_second", max_length=self.max_length)
@@ -330,7 +330,8 @@ class CrossEncoder:
                     "token_type_ids": np.asarray([types[i] for i in padded], np.int64)}
             return session.run(None, {k: feed[k] for k in self._ort_inputs})[0]
 
-        pooled = encode_canonical([len(x) for x in ids], batch_rows(self.runtime, batch_size), run)
+        pooled = encode_canonical([len(x) for x in ids], batch_rows(self.runtime, batch_size), run,
+                                  workers=onnx_workers())
         if pooled is None:
             return np.zeros((0, len(self.classes_)))
         weight, bias = self._head_arrays()

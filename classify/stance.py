@@ -212,11 +212,12 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
     mats = {b: np.stack([lookup[s] for s in segs[b]]) for b in uniq_b}
     means = {b: _unit(m.mean(axis=0)) for b, m in mats.items()}
     sides = {b: _Side(b) for b in uniq_b}
-    tf_h = dict(zip(uniq_h, _HASHER.transform(uniq_h)))
-    tf_b = dict(zip(uniq_b, _HASHER.transform(uniq_b)))
+    tf_overlap = _row_dots(_HASHER.transform(uniq_h), _HASHER.transform(uniq_b),
+                           _positions(uniq_h, headlines),
+                           _positions(uniq_b, bodies))[0]
 
     rows, best_texts = [], []
-    for headline, body in zip(headlines, bodies):
+    for n, (headline, body) in enumerate(zip(headlines, bodies)):
         h, S, sents, b = lookup[headline], mats[body], segs[body], means[body]
         sims = S @ h
         order = np.argsort(-sims, kind="stable")
@@ -228,7 +229,7 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
         dense = [float(h @ b), float(ranked[0]), float(ranked[:2].mean()), float(sims[top].mean()),
                  float(ranked[:5].mean()), float(sims.mean()), float(sims[0]), float(h @ best),
                  float((sims > 0.5).mean()), float((sims > 0.6).sum()), float(order[0] / max(len(sents) - 1, 1)),
-                 float(tf_h[headline].multiply(tf_b[body]).sum())]
+                 float(tf_overlap[n])]
         cues = [float(w in best_side.words) for w in CUE_WORDS]
         best_texts.append(best_text)
         parts = [dense, lexical_features(heads[headline], sides[body], best_side, headline, body), cues]
@@ -247,15 +248,27 @@ def _term_features(tfidf: TfidfVectorizer, headlines, bodies, best_texts) -> np.
     """TF-IDF cosine of headline and body, of headline and best sentences, and the highest IDF of a word the
     headline and body share (normalised by the largest IDF)."""
     uniq_h, uniq_b = list(dict.fromkeys(headlines)), list(dict.fromkeys(list(bodies) + list(best_texts)))
-    H = dict(zip(uniq_h, tfidf.transform(uniq_h)))
-    B = dict(zip(uniq_b, tfidf.transform(uniq_b)))
-    top = float(tfidf.idf_.max())
-    rows = []
-    for h, b, best in zip(headlines, bodies, best_texts):
-        shared = H[h].multiply(B[b])
-        rare = float(tfidf.idf_[shared.indices].max()) / top if shared.nnz else 0.0
-        rows.append([float(shared.sum()), float(H[h].multiply(B[best]).sum()), rare])
-    return np.asarray(rows, dtype=np.float32)
+    H, B = tfidf.transform(uniq_h), tfidf.transform(uniq_b)
+    rows_h, rows_b = _positions(uniq_h, headlines), _positions(uniq_b, bodies)
+    body_cos, shared = _row_dots(H, B, rows_h, rows_b)
+    best_cos, _ = _row_dots(H, B, rows_h, _positions(uniq_b, best_texts))
+    shared.data = tfidf.idf_[shared.indices] / float(tfidf.idf_.max())  # each shared word's IDF
+    rare = shared.max(axis=1).toarray().ravel()  # 0 where nothing is shared
+    return np.column_stack([body_cos, best_cos, rare]).astype(np.float32)
+
+
+def _positions(unique: list[str], texts) -> np.ndarray:
+    """Row of each text in ``unique`` (the texts' distinct values in first-seen order)."""
+    where = {t: i for i, t in enumerate(unique)}
+    return np.fromiter((where[t] for t in texts), dtype=np.intp, count=len(texts))
+
+
+def _row_dots(A, B, rows_a: np.ndarray, rows_b: np.ndarray):
+    """Dot products of sparse rows ``A[rows_a[i]]`` and ``B[rows_b[i]]`` for every pair i, in one sparse product
+    (not one small product per pair); also the element-wise products themselves (CSR, one row per pair)."""
+    shared = A[rows_a].multiply(B[rows_b]).tocsr()
+    shared.eliminate_zeros()
+    return np.asarray(shared.sum(axis=1), dtype=np.float64).ravel(), shared
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

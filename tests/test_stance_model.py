@@ -866,6 +866,15 @@ def test_term_features_by_hand():
     np.testing.assert_allclose(rows[0], [H[0] @ B[0], H[0] @ B[2], tw.idf_[tw.vocabulary_["bridge"]] / top], rtol=1e-6)
     np.testing.assert_allclose(rows[1], [0.0, H[1] @ B[3], 0.0], atol=1e-7)
     assert rows.dtype == np.float32 and rows[0, 2] == pytest.approx(1.0)  # "bridge" is the rarest word
+    # repeated and reordered texts: each pair is scored on its own two texts, whatever else shares them
+    heads = ["odesa port", "kherson bridge", "odesa port", "kherson bridge"]
+    bodies = ["kherson port", "kherson port", "the bridge at kherson", "odesa ferry"]
+    bests = ["port", "kherson", "bridge", "odesa"]
+    rows = _term_features(tw, heads, bodies, bests)
+    for i, (h, b, best) in enumerate(zip(heads, bodies, bests)):
+        hv, bv, sv = tw.transform([h, b, best]).toarray()
+        shared = [tw.idf_[j] / top for j in np.nonzero(hv * bv)[0]]
+        np.testing.assert_allclose(rows[i], [hv @ bv, hv @ sv, max(shared, default=0.0)], rtol=1e-6, atol=1e-7)
 
 
 def test_state_accepts_what_is_valid_and_names_what_is_not():
