@@ -101,6 +101,25 @@ def reuse_fits():
         _FITS.reset(token)
 
 
+_SCORE_STORE: contextvars.ContextVar = contextvars.ContextVar("cross_encoder_scores", default=None)
+SCORED = 0
+"""How many pairs this process scored with an ONNX cross-encoder (tests check that stored scores are reused)."""
+
+
+@contextlib.contextmanager
+def stored_scores(store):
+    """Inside this block a cross-encoder scored by an ONNX runtime keeps each pair's probabilities in ``store``
+    (the embedding cache's :class:`~classify.store.VectorStore`, or None for none) and reads them back: a second
+    ``predict`` / ``report`` / ``plot`` over the same pages scores no pair again. An ONNX runtime scores a pair
+    alone (canonical batches), so a stored score is the score, bit for bit; ``runtime: torch`` pads batches and is
+    never stored. Keyed by a hash of the export, its classes and max_length, and the pair's two texts."""
+    token = _SCORE_STORE.set(store)
+    try:
+        yield
+    finally:
+        _SCORE_STORE.reset(token)
+
+
 def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str:
     params = {k: v for k, v in vars(ce).items() if not k.endswith("_") and not k.startswith("_")
               and k != "show_progress"}
@@ -158,6 +177,7 @@ class CrossEncoder:
         """``same_event`` (optional): ``(first, second, same)`` story pairs and whether they report one event.
         A second head learns that on the shared encoder (more relatedness examples than stance labels give); it
         is only a training signal: predictions come from the stance head, and only that head is saved."""
+        self._score_identity = None  # of the weights before (if any)
         fits = _FITS.get()
         if fits is not None:
             key = _fit_key(self, headlines, contexts, labels, same_event)
@@ -254,12 +274,44 @@ class CrossEncoder:
         A fit shared inside ``reuse_fits`` also shares its scores: a pair scored once is not scored again."""
         memo = getattr(self, "scored_", None)
         if memo is None:
+            store = _SCORE_STORE.get()
+            if store is not None and self.runtime != "torch" and len(headlines):
+                return self._stored_score(store, headlines, contexts, batch_size)
             return self._score(headlines, contexts, batch_size)
         keys = list(zip(headlines, contexts))
         todo = [k for k in dict.fromkeys(keys) if k not in memo]
         if todo:
             memo.update(zip(todo, self._score([h for h, _ in todo], [c for _, c in todo], batch_size)))
         return np.array([memo[k] for k in keys], dtype=np.float64).reshape(len(keys), len(self.classes_))
+
+    def score_identity(self) -> str:
+        """What a stored score is keyed by: the ONNX export's bytes, the head's weights, the classes and the pair
+        length."""
+        if getattr(self, "_score_identity", None) is None:
+            weight, bias = self._head_arrays()
+            h = hashlib.sha256(self.onnx_)
+            h.update(weight.tobytes() + bias.tobytes())
+            h.update(json.dumps([list(map(str, self.classes_)), self.max_length, self.runtime]).encode())
+            self._score_identity = f"cross-encoder#{h.hexdigest()[:32]}"
+        return self._score_identity
+
+    def _stored_score(self, store, headlines, contexts, batch_size: int) -> np.ndarray:
+        from .store import make_key
+
+        identity = self.score_identity()
+        keys = [make_key(identity, f"{h}\0{c}") for h, c in zip(headlines, contexts)]
+        first = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        found = store.get(identity, list(first))
+        todo = [k for k in first if k not in found]
+        if todo:
+            idx = [first[k] for k in todo]
+            scores = self._score([headlines[i] for i in idx], [contexts[i] for i in idx], batch_size)
+            scores = scores.astype(np.float32)  # float32 softmax outputs: stored without loss
+            store.put(identity, todo, scores)
+            found.update(zip(todo, scores))
+        return np.stack([found[k] for k in keys]).astype(np.float64)
 
     def _score(self, headlines: list[str], contexts: list[str], batch_size: int) -> np.ndarray:
         if self.runtime != "torch":
@@ -330,6 +382,8 @@ class CrossEncoder:
                     "token_type_ids": np.asarray([types[i] for i in padded], np.int64)}
             return session.run(None, {k: feed[k] for k in self._ort_inputs})[0]
 
+        global SCORED
+        SCORED += len(ids)
         pooled = encode_canonical([len(x) for x in ids], batch_rows(self.runtime, batch_size), run,
                                   workers=onnx_workers())
         if pooled is None:
@@ -338,7 +392,7 @@ class CrossEncoder:
         return softmax(pooled.astype(np.float32) @ weight.T + bias, axis=1).astype(np.float64)
 
     def __getstate__(self):  # an onnxruntime session is not copyable: deep copies build their own
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ort", "_ort_inputs")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ort", "_ort_inputs", "_score_identity")}
 
     def same_event_proba(self, first: list[str], second: list[str]) -> np.ndarray:
         """P(same event) of story pairs from the training-only head (``fit(..., same_event=...)``); not saved."""

@@ -181,6 +181,12 @@ class Embedder:
         return self._identity
 
     @property
+    def store(self):
+        """The embedding cache's store (None with ``use_cache=False``): also where ``predict`` keeps the stance
+        cross-encoder's pair scores (``crossencoder.stored_scores``)."""
+        return self._store if self.use_cache else None
+
+    @property
     def chunking(self) -> bool:
         from .backends import CONTEXTUAL
 

@@ -25,7 +25,8 @@ from sklearn.metrics import f1_score
 from .metrics import (calibration_report, class_report, clustering_report, f_avg, fnc_score, has_favor_against,
                       label_f1, per_group_report, related_accuracy)
 from .model import Model
-from .crossencoder import CrossEncoder, bf16_is_fast, check_device, check_frozen_layers, encoder_layers
+from .crossencoder import (CrossEncoder, bf16_is_fast, check_device, check_frozen_layers, encoder_layers,
+                           stored_scores)
 from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
@@ -332,7 +333,8 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     topic_and_cluster(model, X, df)
     df["stance"], df["stance_score"] = None, np.nan
     if model.stance is not None and heads:
-        labels, scores = stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
+        with stored_scores(getattr(embedder, "store", None)):
+            labels, scores = stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
         related = (df["kind"] == "related").to_numpy()
         df.loc[related, "stance"] = labels
         df.loc[related, "stance_score"] = scores.round(4)

@@ -353,6 +353,7 @@ def predict_rows(model, rows: list[Row], embedder=None, quiet: bool = False) -> 
     """One output row per input row (``TABULAR_COLUMNS``): topic and cluster of every row's text, stance of every
     pair's text toward its headline. A row's labels depend on that row alone (never on the rest of the batch)."""
     from . import pipeline
+    from .crossencoder import stored_scores
     from .stance import pair_embedding_texts
 
     df = pd.DataFrame({"file": [r.file for r in rows], "row": [r.row for r in rows], "id": [r.id for r in rows],
@@ -369,7 +370,9 @@ def predict_rows(model, rows: list[Row], embedder=None, quiet: bool = False) -> 
     pipeline.topic_and_cluster(model, vectors[: len(texts)], df)
     df["stance"], df["stance_score"] = None, np.nan
     if stance_texts:
-        labels, scores = pipeline.stance_predict(model, heads, bodies, lambda ts: np.stack([lookup[t] for t in ts]))
+        with stored_scores(getattr(embedder, "store", None)):
+            labels, scores = pipeline.stance_predict(model, heads, bodies,
+                                                     lambda ts: np.stack([lookup[t] for t in ts]))
         mask = (df["kind"] == "pair").to_numpy()
         df.loc[mask, "stance"] = labels
         df.loc[mask, "stance_score"] = scores.round(4)

@@ -258,3 +258,50 @@ def test_bf16_counts_as_fast_on_a_cpu_only_with_amx():
     assert not cpu_flags_have_bf16_matmul(base + " avx512_bf16 avx512_fp16")
     assert cpu_flags_have_bf16_matmul(base + " avx512_bf16 amx_bf16 amx_tile amx_int8")
     assert not cpu_flags_have_bf16_matmul(base + " amx_bf16x")  # a whole flag, not a prefix
+
+
+def test_onnx_scores_are_stored_and_read_back_bit_for_bit(tmp_path, tiny_config, fake_embedder):
+    """Inside ``stored_scores`` an ONNX-scored cross-encoder scores each pair once: a second call (and a second
+    ``predict_dumps`` over the same page) scores nothing and returns the same bits. Other weights, or a torch
+    runtime, never read those scores."""
+    from classify import crossencoder
+    from classify.crossencoder import CrossEncoder, stored_scores
+    from classify.store import VectorStore
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses", "Kyiv blackout after strikes"] * 4
+    stories = ["Flood waters rise after the dam blast near Nova Kakhovka.", "Moscow quits the Black Sea accord.",
+               "Power cut across the capital", "Officials deny the dam was hit at all, blaming a leak."] * 3
+    labels = ["agree", "discuss", "agree", "disagree"] * 3
+    settings = dict(epochs=1, batch_size=4, max_length=40, show_progress=False, runtime="onnx-int8")
+    ce = CrossEncoder(**settings).fit(heads, stories, labels)
+    fresh = ce.predict_proba(heads, stories)
+    store = VectorStore(tmp_path / "scores.sqlite3")
+    with stored_scores(store):
+        before = crossencoder.SCORED
+        first = ce.predict_proba(heads, stories)
+        assert crossencoder.SCORED - before == len(set(zip(heads, stories))) == 12  # each distinct pair once
+        second = ce.predict_proba(heads[::-1], stories[::-1])
+        assert crossencoder.SCORED - before == 12
+        other = CrossEncoder(**{**settings, "seed": 1}).fit(heads, stories, labels)
+        assert other.score_identity() != ce.score_identity()
+        np.testing.assert_array_equal(other.predict_proba(heads, stories), other._score(heads, stories, 32))
+        assert crossencoder.SCORED - before == 12 + 12 + 12  # its own 12, then the check's unstored 12
+        torch_ce = CrossEncoder(**{**settings, "runtime": "torch"}).fit(heads, stories, labels)
+        torch_ce.predict_proba(heads, stories)
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(second, fresh[::-1])
+    assert store.info(check=False)["rows"] == 24  # two ONNX cross-encoders' pairs; the torch one stored none
+    # predict: a second run over the same page scores no pair again, with the same rows
+    raw = tiny_config.model_dump()
+    raw["stance"].update(cross_encoder={"enabled": True, "labels": "all", "weight": 0.5, "epochs": 1,
+                                        "batch_size": 4, "max_length": 48, "runtime": "onnx-int8"})
+    model = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    fake_embedder.store = VectorStore(tmp_path / "cache.sqlite3")
+    dumps = [parse_dump(SAMPLE, "a.txt")]
+    before = crossencoder.SCORED
+    cold = predict_dumps(model, dumps, embedder=fake_embedder)
+    scored = crossencoder.SCORED - before
+    assert scored > 0
+    warm = predict_dumps(model, dumps, embedder=fake_embedder)
+    assert crossencoder.SCORED - before == scored
+    assert cold.equals(warm)
