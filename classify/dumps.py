@@ -15,6 +15,7 @@ at most 12 digits); a file above ``MAX_DUMP_BYTES`` is refused; the embedded tex
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import re
@@ -105,13 +106,20 @@ def decode_dump(raw: bytes, name: str) -> tuple[str, str | None]:
     Refused (DumpError): more than ``MAX_DUMP_BYTES``; empty; binary (a NUL byte anywhere, or more than
     ``BINARY_SHARE`` of control / undecodable characters over the whole file). Not valid UTF-8: read as
     Windows-1252 when it decodes as such and has no valid UTF-8 multi-byte characters (a warning says so),
-    else as UTF-8 with the invalid bytes replaced (a warning counts them). A BOM is stripped and line endings
-    are normalised.
+    else as UTF-8 with the invalid bytes replaced (a warning counts them). UTF-16 with a byte-order mark (what
+    Windows editors save as "Unicode") is read as such. A BOM is stripped and line endings are normalised.
     """
     if len(raw) > MAX_DUMP_BYTES:
         raise DumpError(f"{name}: {len(raw) / 2**20:.1f} MB, over the {MAX_DUMP_BYTES // 2**20} MB limit for a dump")
     if not raw or raw.isspace():
         raise DumpError(f"{name}: empty file, expected a news page dump")
+    if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # saved as "Unicode" by a Windows editor
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise DumpError(f"{name}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({err.reason} "
+                            f"at byte {err.start}); save it as UTF-8") from None
+        return decode_dump(text.lstrip("\ufeff").encode("utf-8"), name)
     nul = raw.find(b"\x00")
     if nul >= 0:
         raise DumpError(f"{name}: binary file (NUL byte at offset {nul}), expected a plain-text news page dump")

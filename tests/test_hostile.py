@@ -227,6 +227,19 @@ def test_utf8_with_a_few_bad_bytes_stays_utf8_with_a_warning():
     assert warning == "x.txt: 1 invalid UTF-8 byte sequence replaced"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_a_byte_order_mark_is_read(encoding):
+    """What a Windows editor saves as "Unicode": read as the same page, no warning."""
+    bom = {"utf-16": b"", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    raw = bom + SAMPLE.replace("Ministers agree", "Ministers — agree").replace("\n", "\r\n").encode(encoding)
+    text, warning = dumps_mod.decode_dump(raw, "x.txt")
+    assert text == SAMPLE.replace("Ministers agree", "Ministers — agree") and warning is None
+    with pytest.raises(DumpError, match="^x.txt: starts with a UTF-16 byte-order mark but is not valid UTF-16"):
+        decode(b"\xff\xfe" + "page".encode("utf-16-le") + b"\x00\xd8", "x.txt")  # a lone surrogate
+    with pytest.raises(DumpError, match="binary file"):  # UTF-16 without a mark stays binary: NUL bytes
+        decode(SAMPLE.encode("utf-16-le"), "x.txt")
+
+
 @pytest.mark.parametrize("offset", [100, 5000, 100_000])
 def test_a_nul_byte_anywhere_is_binary(offset):
     raw = bytearray((SAMPLE * 400).encode()[: offset + 100])
