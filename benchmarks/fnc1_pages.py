@@ -1,0 +1,140 @@
+"""A trained model's stance on real text laid out like a news page: FNC-1 claims, each with its related articles'
+leads and the leads of the articles about *other* claims that are closest to its headline.
+
+Our own held-out split is written by the team; this is text nobody on the team wrote. It reads the public FNC-1
+set (../shared/datasets/fnc1, never copied here) and builds one "page" per headline:
+
+- its related stories: the first --lead-words words of each body FNC-1 labels agree / disagree / discuss with it
+  (a "Recommended Stories" entry is a title and a lead of 30-130 words);
+- its other-event stories (`unrelated`): the leads of the bodies of *other claims* closest to the headline by
+  cosine of their embeddings (a recommender's picks), so that about --unrelated-share of the page is unrelated
+  (the seed page: about 13 of 20). A body counts as the same claim when it is related to this headline or to any
+  headline sharing a related body with it (FNC-1 has no claim ids; claims are the connected parts of the
+  headline-body graph).
+
+Prints, per page set: pairs, accuracy, related/unrelated accuracy, the share of other-event stories called
+`unrelated`, the accuracy on related stories (exact label), macro-F1 and the confusion matrix. The model is the
+one given (trained on our data: FNC-1 text is never trained on). Pages are sampled by --seed; the competition test
+split is for reporting, the training split may be used to compare settings.
+
+    python benchmarks/fnc1_pages.py --model models/default [--split test|train] [--pages 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FNC = ROOT.parent / "shared" / "datasets" / "fnc1"
+FILES = {"train": ("train_stances.csv", "train_bodies.csv"),
+         "test": ("competition_test_stances.csv", "competition_test_bodies.csv")}
+
+
+def lead(text: str, words: int) -> str:
+    return " ".join(text.split()[:words])
+
+
+def claims(pairs: list[tuple[str, int, str]]) -> dict[str, int]:
+    """Claim id of each headline: connected parts of the graph of related (headline, body) pairs."""
+    parent: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for h, b, s in pairs:
+        if s != "unrelated":
+            parent[find(("h", h))] = find(("b", b))
+    roots = {}
+    return {h: roots.setdefault(find(("h", h)), len(roots)) for h, _, _ in pairs}
+
+
+def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: float, seed: int, embed):
+    stances, bodies_file = FILES[split]
+    with open(FNC / bodies_file, encoding="utf-8") as f:
+        bodies = {int(r["Body ID"]): r["articleBody"] for r in csv.DictReader(f)}
+    with open(FNC / stances, encoding="utf-8") as f:
+        pairs = [(r["Headline"], int(r["Body ID"]), r["Stance"]) for r in csv.DictReader(f)]
+    claim = claims(pairs)
+    related = defaultdict(list)
+    for h, b, s in pairs:
+        if s != "unrelated":
+            related[h].append((b, s))
+    body_claims = defaultdict(set)
+    for h, b, s in pairs:
+        if s != "unrelated":
+            body_claims[b].add(claim[h])
+    heads = sorted(related)
+    rng = np.random.RandomState(seed)
+    heads = [heads[i] for i in sorted(rng.choice(len(heads), min(n_pages, len(heads)), replace=False))]
+    ids = sorted(bodies)
+    leads = {b: lead(bodies[b], lead_words) for b in ids}
+    H = embed(heads)
+    B = embed([leads[b] for b in ids])
+    sims = H @ B.T
+    out = []
+    for i, h in enumerate(heads):
+        page = [(h, leads[b], s) for b, s in related[h]]
+        k = int(round(len(page) * unrelated_share / (1 - unrelated_share)))
+        picked = [ids[j] for j in np.argsort(-sims[i], kind="stable")
+                  if claim[h] not in body_claims[ids[j]]][:k]
+        page += [(h, leads[b], "unrelated") for b in picked]
+        out.append(page)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="model directory (repeat to compare)")
+    ap.add_argument("--split", choices=["test", "train"], default="test")
+    ap.add_argument("--pages", type=int, default=300)
+    ap.add_argument("--lead-words", type=int, default=60)
+    ap.add_argument("--unrelated-share", type=float, default=0.65)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+
+    from classify.metrics import class_report
+    from classify.model import load_model
+    from classify.pipeline import make_embedder, stance_predict
+
+    results = {}
+    for path in args.model:
+        model = load_model(path)
+        embedder = make_embedder(model.config, quiet=True)
+        pages = build_pages(args.split, args.pages, args.lead_words, args.unrelated_share, args.seed, embedder.encode)
+        heads = [h for p in pages for h, _, _ in p]
+        stories = [s for p in pages for _, s, _ in p]
+        gold = np.array([g for p in pages for _, _, g in p])
+        pred, _ = stance_predict(model, heads, stories, embedder.encode)
+        pred = np.asarray(pred)
+        labels = list(model.stances)
+        rep = class_report(gold.tolist(), pred.tolist(), labels)
+        rel_gold, rel_pred = gold != "unrelated", pred != "unrelated"
+        res = {"pages": len(pages), "pairs": len(gold), "unrelated_share": round(float((~rel_gold).mean()), 3),
+               "accuracy": round(float((gold == pred).mean()), 3),
+               "related_unrelated": round(float((rel_gold == rel_pred).mean()), 3),
+               "other_events_called_unrelated": round(float((~rel_pred[~rel_gold]).mean()), 3),
+               "related_exact": round(float((gold == pred)[rel_gold].mean()), 3),
+               "related_called_unrelated": round(float((~rel_pred[rel_gold]).mean()), 3),
+               "macro_f1": round(float(rep["macro_f1"]), 3),
+               "confusion": {"labels": labels, "matrix": [[int(((gold == a) & (pred == b)).sum()) for b in labels]
+                                                          for a in labels]}}
+        results[path] = res
+        print(f"{path}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
+        print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

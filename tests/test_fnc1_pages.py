@@ -1,0 +1,83 @@
+"""benchmarks/fnc1_pages.py builds pages of real text from FNC-1: claims as connected headline-body parts, related
+stories as body leads, other-event stories as the closest bodies of other claims. A tiny FNC-1-shaped folder and a
+hand-made embedder pin the construction; the real files, where present, pin the page make-up."""
+
+import csv
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def pages_mod():
+    spec = importlib.util.spec_from_file_location("fnc1_pages", ROOT / "benchmarks" / "fnc1_pages.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fnc1_pages"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_claims_are_connected_parts_of_the_related_graph(pages_mod):
+    pairs = [("h1", 1, "agree"), ("h2", 1, "discuss"), ("h2", 2, "agree"), ("h3", 3, "disagree"),
+             ("h3", 1, "unrelated"), ("h4", 2, "unrelated")]
+    claim = pages_mod.claims(pairs)
+    assert claim["h1"] == claim["h2"]  # share body 1
+    assert claim["h3"] != claim["h1"]  # an unrelated pair joins nothing
+    assert len({claim["h1"], claim["h3"], claim["h4"]}) == 3
+
+
+def _write(folder, name, header, rows):
+    with open(folder / name, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_pages_hold_leads_and_the_closest_bodies_of_other_claims(pages_mod, tmp_path, monkeypatch):
+    bodies = {1: "dam burst flood " * 40, 2: "dam burst flood town", 3: "dam repairs begin", 4: "dam burst hoax",
+              5: "football final tonight", 6: "dam burst flood warning issued"}
+    _write(tmp_path, "train_bodies.csv", ["Body ID", "articleBody"], bodies.items())
+    _write(tmp_path, "train_stances.csv", ["Headline", "Body ID", "Stance"],
+           [("Dam bursts", 1, "agree"), ("Dam bursts", 2, "discuss"), ("Dam bursts", 5, "unrelated"),
+            ("Dam burst town flooded", 6, "agree"),  # body 6: another headline of the same claim? no: no shared body
+            ("Dam burst town flooded", 2, "agree"),  # ... now it shares body 2: one claim with "Dam bursts"
+            ("Match off", 5, "agree"), ("Repairs", 3, "agree"), ("Hoax", 4, "disagree")])
+    monkeypatch.setattr(pages_mod, "FNC", tmp_path)
+    order = {"dam": 0, "burst": 1, "flood": 2, "town": 3, "repairs": 4, "hoax": 5, "football": 6, "match": 7}
+
+    def embed(texts):  # bag of words over `order`, unit rows
+        X = np.zeros((len(texts), len(order)))
+        for i, t in enumerate(texts):
+            for w in t.lower().replace("s ", " ").split():
+                w = w.rstrip("s") if w.rstrip("s") in order else w
+                if w in order:
+                    X[i, order[w]] += 1
+        return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-9)
+
+    pages = pages_mod.build_pages("train", n_pages=10, lead_words=3, unrelated_share=0.5, seed=0, embed=embed)
+    by_head = {p[0][0]: p for p in pages}
+    assert set(by_head) == {"Dam bursts", "Dam burst town flooded", "Match off", "Repairs", "Hoax"}
+    page = by_head["Dam bursts"]
+    assert page[:2] == [("Dam bursts", "dam burst flood", "agree"), ("Dam bursts", "dam burst flood", "discuss")]
+    # two related stories, share 0.5: two other-claim stories, the closest first; bodies 1, 2 and 6 are this claim's
+    assert [s for _, s, g in page[2:]] == ["dam burst hoax", "dam repairs begin"]
+    assert all(g == "unrelated" for _, _, g in page[2:])
+    assert len(by_head["Hoax"]) == 2  # one related story, one other-claim story
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "datasets" / "fnc1" / "train_stances.csv").exists(),
+                    reason="no ../shared/datasets/fnc1")
+def test_real_pages_have_the_asked_share_of_other_claims(pages_mod):
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
+
+    vec = HashingVectorizer(n_features=256, alternate_sign=False, stop_words="english")
+    pages = pages_mod.build_pages("test", n_pages=40, lead_words=60, unrelated_share=0.65, seed=0,
+                                  embed=lambda ts: normalize(vec.transform(ts)).toarray())
+    gold = [g for p in pages for _, _, g in p]
+    assert len(pages) == 40 and 0.6 < gold.count("unrelated") / len(gold) < 0.7
+    assert all(len(s.split()) <= 60 for p in pages for _, s, _ in p)
