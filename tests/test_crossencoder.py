@@ -284,6 +284,12 @@ def test_onnx_scores_are_stored_and_read_back_bit_for_bit(tmp_path, tiny_config,
         assert crossencoder.SCORED - before == 12
         other = CrossEncoder(**{**settings, "seed": 1}).fit(heads, stories, labels)
         assert other.score_identity() != ce.score_identity()
+        from copy import deepcopy
+
+        same_export = deepcopy(ce)  # the same ONNX graph, another head: another identity
+        weight, bias = ce._head_arrays()
+        same_export.head_arrays_, same_export._score_identity = (weight + 1, bias), None
+        assert same_export.onnx_ == ce.onnx_ and same_export.score_identity() != ce.score_identity()
         np.testing.assert_array_equal(other.predict_proba(heads, stories), other._score(heads, stories, 32))
         assert crossencoder.SCORED - before == 12 + 12 + 12  # its own 12, then the check's unstored 12
         torch_ce = CrossEncoder(**{**settings, "runtime": "torch"}).fit(heads, stories, labels)
