@@ -271,18 +271,21 @@ class CrossEncoder:
         padding); with an ONNX runtime in canonical batches (one token length, no padding; one pair a batch for
         int8, whose activation scales are per batch), so a pair's result depends on that pair alone.
 
-        A fit shared inside ``reuse_fits`` also shares its scores: a pair scored once is not scored again."""
+        A fit shared inside ``reuse_fits`` also shares its scores: a pair scored once is not scored again; inside
+        ``stored_scores`` an ONNX runtime's scores are read from and written to the store."""
         memo = getattr(self, "scored_", None)
-        if memo is None:
-            store = _SCORE_STORE.get()
-            if store is not None and self.runtime != "torch" and len(headlines):
-                return self._stored_score(store, headlines, contexts, batch_size)
+        store = _SCORE_STORE.get() if memo is None and self.runtime != "torch" else None
+        if memo is None and store is None:
             return self._score(headlines, contexts, batch_size)
-        keys = list(zip(headlines, contexts))
-        todo = [k for k in dict.fromkeys(keys) if k not in memo]
+        pairs = list(zip(headlines, contexts))
+        known = memo if memo is not None else self._stored(store, pairs)
+        todo = [k for k in dict.fromkeys(pairs) if k not in known]
         if todo:
-            memo.update(zip(todo, self._score([h for h, _ in todo], [c for _, c in todo], batch_size)))
-        return np.array([memo[k] for k in keys], dtype=np.float64).reshape(len(keys), len(self.classes_))
+            scores = self._score([h for h, _ in todo], [c for _, c in todo], batch_size)
+            known.update(zip(todo, scores))
+            if store is not None:  # ONNX scores are float32 softmax outputs: stored without loss
+                store.put(self.score_identity(), [self._store_key(k) for k in todo], scores.astype(np.float32))
+        return np.array([known[k] for k in pairs], dtype=np.float64).reshape(len(pairs), len(self.classes_))
 
     def score_identity(self) -> str:
         """What a stored score is keyed by: the ONNX export's bytes, the head's weights, the classes and the pair
@@ -295,23 +298,16 @@ class CrossEncoder:
             self._score_identity = f"cross-encoder#{h.hexdigest()[:32]}"
         return self._score_identity
 
-    def _stored_score(self, store, headlines, contexts, batch_size: int) -> np.ndarray:
+    def _store_key(self, pair: tuple[str, str]) -> bytes:
         from .store import make_key
 
-        identity = self.score_identity()
-        keys = [make_key(identity, f"{h}\0{c}") for h, c in zip(headlines, contexts)]
-        first = {}
-        for i, k in enumerate(keys):
-            first.setdefault(k, i)
-        found = store.get(identity, list(first))
-        todo = [k for k in first if k not in found]
-        if todo:
-            idx = [first[k] for k in todo]
-            scores = self._score([headlines[i] for i in idx], [contexts[i] for i in idx], batch_size)
-            scores = scores.astype(np.float32)  # float32 softmax outputs: stored without loss
-            store.put(identity, todo, scores)
-            found.update(zip(todo, scores))
-        return np.stack([found[k] for k in keys]).astype(np.float64)
+        return make_key(self.score_identity(), f"{pair[0]}\0{pair[1]}")
+
+    def _stored(self, store, pairs: list[tuple[str, str]]) -> dict:
+        """The scores ``store`` already holds for these pairs, by pair."""
+        by_key = {self._store_key(p): p for p in dict.fromkeys(pairs)}
+        found = store.get(self.score_identity(), list(by_key)) if by_key else {}
+        return {by_key[k]: v for k, v in found.items()}
 
     def _score(self, headlines: list[str], contexts: list[str], batch_size: int) -> np.ndarray:
         if self.runtime != "torch":
@@ -392,7 +388,7 @@ class CrossEncoder:
         return softmax(pooled.astype(np.float32) @ weight.T + bias, axis=1).astype(np.float64)
 
     def __getstate__(self):  # an onnxruntime session is not copyable: deep copies build their own
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ort", "_ort_inputs", "_score_identity")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ort", "_ort_inputs")}
 
     def same_event_proba(self, first: list[str], second: list[str]) -> np.ndarray:
         """P(same event) of story pairs from the training-only head (``fit(..., same_event=...)``); not saved."""

@@ -212,9 +212,8 @@ def pair_features(headlines: list[str], bodies: list[str], embed, top_k: int = 3
     mats = {b: np.stack([lookup[s] for s in segs[b]]) for b in uniq_b}
     means = {b: _unit(m.mean(axis=0)) for b, m in mats.items()}
     sides = {b: _Side(b) for b in uniq_b}
-    tf_overlap = _row_dots(_HASHER.transform(uniq_h), _HASHER.transform(uniq_b),
-                           _positions(uniq_h, headlines),
-                           _positions(uniq_b, bodies))[0]
+    tf_overlap, _ = _row_dots(_HASHER.transform(uniq_h), _HASHER.transform(uniq_b), _positions(uniq_h, headlines),
+                              _positions(uniq_b, bodies))
 
     rows, best_texts = [], []
     for n, (headline, body) in enumerate(zip(headlines, bodies)):
