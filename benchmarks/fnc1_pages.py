@@ -42,20 +42,18 @@ def lead(text: str, words: int) -> str:
 
 def claims(pairs: list[tuple[str, int, str]]) -> dict[str, int]:
     """Claim id of each headline: connected parts of the graph of related (headline, body) pairs."""
-    parent: dict = {}
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for h, b, s in pairs:
-        if s != "unrelated":
-            parent[find(("h", h))] = find(("b", b))
-    roots = {}
-    return {h: roots.setdefault(find(("h", h)), len(roots)) for h, _, _ in pairs}
+    heads = list(dict.fromkeys(h for h, _, _ in pairs))
+    nodes = {("h", h): i for i, h in enumerate(heads)}
+    for _, b, _ in pairs:
+        nodes.setdefault(("b", b), len(nodes))
+    edges = [(nodes[("h", h)], nodes[("b", b)]) for h, b, s in pairs if s != "unrelated"]
+    rows, cols = zip(*edges) if edges else ((), ())
+    graph = coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(nodes), len(nodes)))
+    _, part = connected_components(graph, directed=False)
+    return {h: int(part[nodes[("h", h)]]) for h in heads}
 
 
 def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: float, seed: int, embed):
@@ -107,28 +105,27 @@ def main() -> None:
     from classify.model import load_model
     from classify.pipeline import make_embedder, stance_predict
 
-    results = {}
+    results, pages = {}, None
     for path in args.model:
         model = load_model(path)
         embedder = make_embedder(model.config, quiet=True)
-        pages = build_pages(args.split, args.pages, args.lead_words, args.unrelated_share, args.seed, embedder.encode)
+        if pages is None:  # one set of pages for every model (picked with the first model's embedder)
+            pages = build_pages(args.split, args.pages, args.lead_words, args.unrelated_share, args.seed,
+                                embedder.encode)
         heads = [h for p in pages for h, _, _ in p]
         stories = [s for p in pages for _, s, _ in p]
         gold = np.array([g for p in pages for _, _, g in p])
         pred, _ = stance_predict(model, heads, stories, embedder.encode)
         pred = np.asarray(pred)
-        labels = list(model.stances)
-        rep = class_report(gold.tolist(), pred.tolist(), labels)
+        rep = class_report(gold.tolist(), pred.tolist(), list(model.stances))
         rel_gold, rel_pred = gold != "unrelated", pred != "unrelated"
         res = {"pages": len(pages), "pairs": len(gold), "unrelated_share": round(float((~rel_gold).mean()), 3),
-               "accuracy": round(float((gold == pred).mean()), 3),
+               "accuracy": round(rep["accuracy"], 3),
                "related_unrelated": round(float((rel_gold == rel_pred).mean()), 3),
                "other_events_called_unrelated": round(float((~rel_pred[~rel_gold]).mean()), 3),
                "related_exact": round(float((gold == pred)[rel_gold].mean()), 3),
                "related_called_unrelated": round(float((~rel_pred[rel_gold]).mean()), 3),
-               "macro_f1": round(float(rep["macro_f1"]), 3),
-               "confusion": {"labels": labels, "matrix": [[int(((gold == a) & (pred == b)).sum()) for b in labels]
-                                                          for a in labels]}}
+               "macro_f1": round(rep["macro_f1"], 3), "confusion": rep["confusion"]}
         results[path] = res
         print(f"{path}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
         print(json.dumps(res, indent=1))
