@@ -56,13 +56,44 @@ def claims(pairs: list[tuple[str, int, str]]) -> dict[str, int]:
     return {h: int(part[nodes[("h", h)]]) for h in heads}
 
 
-def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: float, seed: int, embed):
+def held_out_claims(claim: dict[str, int], share: float, seed: int) -> set[int]:
+    """A seeded draw of about ``share`` of the claims: pages to choose settings on with a model whose
+    cross-encoder was pretrained on the other claims (``--write-pretraining``)."""
+    ids = sorted(set(claim.values()))
+    return {c for c, u in zip(ids, np.random.RandomState(seed).rand(len(ids))) if u < share}
+
+
+def write_pretraining(path: str, share: float, seed: int) -> None:
+    """The training split's (headline, body, stance) rows of the claims *not* held out, as a stance CSV for
+    ``stance.cross_encoder.pretrain`` (bodies: train_bodies.csv); a pair whose body belongs to a held-out claim is
+    left out too."""
+    stances, _ = FILES["train"]
+    with open(FNC / stances, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pairs = [(r["Headline"], int(r["Body ID"]), r["Stance"]) for r in rows]
+    claim = claims(pairs)
+    held = held_out_claims(claim, share, seed)
+    held_bodies = {b for h, b, s in pairs if s != "unrelated" and claim[h] in held}
+    kept = [r for r, (h, b, _) in zip(rows, pairs) if claim[h] not in held and b not in held_bodies]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["Headline", "Body ID", "Stance"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(kept)
+    print(f"{path}: {len(kept)} of {len(rows)} training pairs ({len(held)} of {len(set(claim.values()))} claims "
+          "held out)")
+
+
+def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: float, seed: int, embed,
+                held_out: float | None = None):
     stances, bodies_file = FILES[split]
     with open(FNC / bodies_file, encoding="utf-8") as f:
         bodies = {int(r["Body ID"]): r["articleBody"] for r in csv.DictReader(f)}
     with open(FNC / stances, encoding="utf-8") as f:
         pairs = [(r["Headline"], int(r["Body ID"]), r["Stance"]) for r in csv.DictReader(f)]
     claim = claims(pairs)
+    if held_out is not None:  # pages of the held-out claims only
+        keep = held_out_claims(claim, held_out, seed)
+        pairs = [p for p in pairs if claim[p[0]] in keep]
     related = defaultdict(list)
     for h, b, s in pairs:
         if s != "unrelated":
@@ -99,7 +130,19 @@ def main() -> None:
     ap.add_argument("--unrelated-share", type=float, default=0.65)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--held-out", type=float, metavar="SHARE",
+                    help="training split only: pages of a seeded draw of this share of the claims (to choose a "
+                         "setting with a model pretrained on the rest, see --write-pretraining)")
+    ap.add_argument("--write-pretraining", metavar="CSV",
+                    help="write the training split's pairs of the claims --held-out leaves out, then exit")
     args = ap.parse_args()
+    if args.held_out is not None and args.split != "train":
+        ap.error("--held-out draws claims of the training split: add --split train")
+    if args.write_pretraining:
+        if args.held_out is None:
+            ap.error("--write-pretraining needs --held-out SHARE")
+        write_pretraining(args.write_pretraining, args.held_out, args.seed)
+        return
 
     from classify.metrics import class_report
     from classify.model import load_model
@@ -111,7 +154,7 @@ def main() -> None:
         embedder = make_embedder(model.config, quiet=True)
         if pages is None:  # one set of pages for every model (picked with the first model's embedder)
             pages = build_pages(args.split, args.pages, args.lead_words, args.unrelated_share, args.seed,
-                                embedder.encode)
+                                embedder.encode, held_out=args.held_out)
         heads = [h for p in pages for h, _, _ in p]
         stories = [s for p in pages for _, s, _ in p]
         gold = np.array([g for p in pages for _, _, g in p])

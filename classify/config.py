@@ -195,6 +195,14 @@ class CrossEncoderConfig(_Strict):
     """What scores pairs once the cross-encoder is trained (validation pairs in training, then predictions):
     `torch`, or its fused ONNX export run by onnxruntime on the CPU (`onnx`: same scores; `onnx-int8`: int8
     weights, about 4x faster than torch). Training is always torch; the model directory then holds the export."""
+    pretrain: list[Source] = Field(default_factory=list)
+    """Stance-labelled data (e.g. FNC-1 as `headline_body_csv`) the cross-encoder is first fine-tuned on, before
+    data.train's pairs: real reporting it could not learn from the team's writing. Its labels must be stance labels
+    (checked as it is read). Empty: no pretraining."""
+    pretrain_pairs: int = Field(6000, ge=1)
+    """At most this many pretraining pairs, an equal share per label (all of a label that has fewer), drawn by seed."""
+    pretrain_epochs: float = Field(1.0, gt=0)
+    """Passes over the drawn pretraining pairs (its own warm-up and decay, at `learning_rate`)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX
@@ -466,13 +474,15 @@ def resolve_data_paths(config: Config, source: str, base: Path | None) -> None:
     """Make data paths absolute, and fail naming the key if a file does not exist or is of the wrong kind
     (a folder where a file is expected, or the other way round)."""
     source = display_name(source)
-    for split in ("train", "test"):
-        for i, src in enumerate(getattr(config.data, split)):
+    lists = [(f"data.{split}", getattr(config.data, split)) for split in ("train", "test")]
+    lists.append(("stance.cross_encoder.pretrain", config.stance.cross_encoder.pretrain))
+    for prefix, sources in lists:
+        for i, src in enumerate(sources):
             for key in ("path", "labels", "bodies"):
                 value = getattr(src, key, None)
                 if value is None:
                     continue
-                where = f"{source}: data.{split}.{i}.{key}"
+                where = f"{source}: {prefix}.{i}.{key}"
                 if "\0" in value:
                     raise ConfigError(f"{where}: invalid path {quote(value)} (NUL character)")
                 candidates = [Path(value)] + ([base / value] if base and not Path(value).is_absolute() else [])

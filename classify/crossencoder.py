@@ -120,7 +120,7 @@ def stored_scores(store):
         _SCORE_STORE.reset(token)
 
 
-def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str:
+def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event, pretrain=None) -> str:
     params = {k: v for k, v in vars(ce).items() if not k.endswith("_") and not k.startswith("_")
               and k != "show_progress"}
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
@@ -128,6 +128,20 @@ def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event) -> str
         h.update(json.dumps(list(part)).encode() + b"\0")
     if same_event is not None:
         h.update(json.dumps([list(same_event[0]), list(same_event[1]), [int(x) for x in same_event[2]]]).encode())
+    if pretrain is not None:
+        h.update(b"pretrain\0" + _pretrain_key(ce, pretrain, None).encode())
+    return h.hexdigest()
+
+
+def _pretrain_key(ce: "CrossEncoder", pretrain, classes) -> str:
+    """What a pretraining run depends on: the settings that shape it, its pairs and the stance classes."""
+    params = [ce.model, ce.pretrain_epochs, ce.learning_rate, ce.batch_size, ce.max_length, ce.seed,
+              ce.length_batches, ce.device, ce.precision, ce.frozen_layers]
+    h = hashlib.sha256(json.dumps(params, default=str).encode())
+    for part in (pretrain[0], pretrain[1], [str(x) for x in pretrain[2]]):
+        h.update(json.dumps(list(part)).encode() + b"\0")
+    if classes is not None:
+        h.update(json.dumps([str(c) for c in classes]).encode())
     return h.hexdigest()
 
 
@@ -135,7 +149,7 @@ class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
                  length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32",
-                 frozen_layers: int = 0):
+                 frozen_layers: int = 0, pretrain_epochs: float = 1.0):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -148,6 +162,7 @@ class CrossEncoder:
         self.runtime = runtime
         self.precision = precision
         self.frozen_layers = frozen_layers
+        self.pretrain_epochs = pretrain_epochs
 
     def _build(self, n_classes: int):
         import torch
@@ -163,9 +178,30 @@ class CrossEncoder:
         self.encoder_.to(self.device)
         self.head_.to(self.device)
 
+    def _tokenize(self, headlines, contexts) -> dict:
+        """Word pieces of each (headline, context) pair within ``max_length``: the context is cut to fit; a
+        headline of more than half of ``max_length`` pieces, which would leave the context no room, is cut too
+        (the longer of the two first)."""
+        headlines, contexts = list(headlines), list(contexts)
+        if not headlines:
+            return {"input_ids": [], "token_type_ids": [], "attention_mask": []}
+        sizes = self.tokenizer_(headlines, add_special_tokens=False)["input_ids"]
+        long = [len(ids) > self.max_length // 2 for ids in sizes]
+        out: dict[str, list] = {}
+        for flag, truncation in ((False, "only_second"), (True, "longest_first")):
+            idx = [i for i, x in enumerate(long) if x is flag]
+            if not idx:
+                continue
+            enc = self.tokenizer_([headlines[i] for i in idx], [contexts[i] for i in idx], truncation=truncation,
+                                  max_length=self.max_length)
+            for key, rows in enc.items():
+                column = out.setdefault(key, [None] * len(headlines))
+                for i, row in zip(idx, rows):
+                    column[i] = row
+        return out
+
     def _pooled(self, headlines, contexts):
-        batch = self.tokenizer_(list(headlines), list(contexts), truncation="only_second", max_length=self.max_length,
-                                padding=True, return_tensors="pt").to(self.device)
+        batch = self.tokenizer_.pad(self._tokenize(headlines, contexts), return_tensors="pt").to(self.device)
         hidden = self.encoder_(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
         return (hidden * mask).sum(1) / mask.sum(1)
@@ -173,47 +209,47 @@ class CrossEncoder:
     def _logits(self, headlines, contexts):
         return self.head_(self._pooled(headlines, contexts))
 
-    def fit(self, headlines: list[str], contexts: list[str], labels: list[str], same_event=None) -> "CrossEncoder":
+    def fit(self, headlines: list[str], contexts: list[str], labels: list[str], same_event=None,
+            pretrain=None) -> "CrossEncoder":
         """``same_event`` (optional): ``(first, second, same)`` story pairs and whether they report one event.
         A second head learns that on the shared encoder (more relatedness examples than stance labels give); it
-        is only a training signal: predictions come from the stance head, and only that head is saved."""
+        is only a training signal: predictions come from the stance head, and only that head is saved.
+
+        ``pretrain`` (optional): ``(headlines, contexts, labels)`` the encoder and the stance head are first
+        fine-tuned on (``pretrain_epochs`` passes, own warm-up and decay), before the training pairs: intermediate
+        training on other stance data (e.g. FNC-1's real reporting). Its labels must be among ``labels``."""
         self._score_identity = None  # of the weights before (if any)
+        if pretrain is not None and not len(pretrain[0]):
+            pretrain = None
+        if pretrain is not None:
+            extra = sorted(set(map(str, pretrain[2])) - set(map(str, labels)))
+            if extra:
+                raise ValueError(f"pretraining label {extra[0]!r} is not a label of the training pairs")
         fits = _FITS.get()
         if fits is not None:
-            key = _fit_key(self, headlines, contexts, labels, same_event)
+            key = _fit_key(self, headlines, contexts, labels, same_event, pretrain)
             if key in fits:  # the same training again: share the fitted state (never changed after fit)
                 self.__dict__.update({k: v for k, v in fits[key].__dict__.items() if k.endswith("_")})
                 return self
-            fits[key] = self._fit(headlines, contexts, labels, same_event)
+            fits[key] = self._fit(headlines, contexts, labels, same_event, pretrain)
             # ... and its scores: settings sharing this fit score the same validation and held-out pairs again
             self.scored_ = {}
             return self
-        return self._fit(headlines, contexts, labels, same_event)
+        return self._fit(headlines, contexts, labels, same_event, pretrain)
 
-    def _fit(self, headlines, contexts, labels, same_event) -> "CrossEncoder":
-        global FITS_RUN
+    def _loss(self, y):
+        """Cross-entropy weighted as if the classes were balanced."""
+        import torch
+
+        counts = torch.bincount(y, minlength=len(self.classes_)).float()
+        return torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
+
+    def _train(self, batches, tasks: dict, params, desc: str) -> None:
+        """One training run: ``batches`` of (task, pair indices); ``tasks[task]`` = (first texts, second texts,
+        head, targets, loss). AdamW with linear warm-up (a 15th of the steps) and linear decay."""
         import torch
         from tqdm.auto import tqdm
 
-        FITS_RUN += 1
-        self.classes_ = np.unique(labels)
-        self.head_arrays_ = self._ort = self.scored_ = None
-        self._build(len(self.classes_))
-        y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
-        counts = torch.bincount(y, minlength=len(self.classes_)).float()
-        loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
-        params = self._trainable() + list(self.head_.parameters())
-        self.same_event_head_ = None
-        batches = [(False, b) for b in self._batches(headlines, contexts, len(labels))]
-        if same_event is not None and len(same_event[0]):
-            first, second, same = same_event
-            aux_head = self.same_event_head_ = torch.nn.Linear(self.encoder_.config.hidden_size, 2).to(self.device)
-            aux_y = torch.tensor(np.asarray(same, dtype=np.int64)).to(self.device)
-            params += list(aux_head.parameters())
-            aux = [(True, b) for b in self._batches(first, second, len(first), seed_offset=1)]
-            rng = np.random.RandomState(self.seed + 2)
-            batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
-                       for i in rng.permutation(len(batches) + len(aux))]
         kind = self.device.split(":")[0]
         # fused AdamW: one kernel over all parameters (a tenth of a CPU step's time otherwise goes to the optimizer)
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, fused=kind in ("cpu", "cuda", "xpu", "mps"))
@@ -224,9 +260,8 @@ class CrossEncoder:
         warmup = max(1, steps // 15)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
         self.encoder_.train()
-        for is_aux, idx in tqdm(batches, desc="cross-encoder", disable=not self.show_progress, mininterval=5):
-            a, b, head, target, criterion = ((first, second, aux_head, aux_y, torch.nn.functional.cross_entropy)
-                                             if is_aux else (headlines, contexts, self.head_, y, loss_fn))
+        for task, idx in tqdm(batches, desc=desc, disable=not self.show_progress, mininterval=5):
+            a, b, head, target, criterion = tasks[task]
             with autocast:
                 logits = head(self._pooled([a[i] for i in idx], [b[i] for i in idx]))
             loss = criterion(logits.float(), target[idx])  # the loss in fp32 whatever the autocast
@@ -235,6 +270,58 @@ class CrossEncoder:
             optimizer.step()
             schedule.step()
         self.encoder_.eval()
+
+    def _pretrain(self, pretrain) -> None:
+        """Fine-tune the freshly built encoder and stance head on ``pretrain`` pairs; inside ``reuse_fits`` a
+        pretraining already run on the same pairs and settings is loaded instead (folds of ``classify tune``
+        share it)."""
+        import torch
+
+        fits = _FITS.get()
+        key = _pretrain_key(self, pretrain, self.classes_)
+        if fits is not None and ("pretrain", key) in fits:
+            encoder, head = fits[("pretrain", key)]
+            self.encoder_.load_state_dict(encoder)
+            self.head_.load_state_dict(head)
+            torch.manual_seed(self.seed + 1)  # the stance phase's dropout as after a pretraining run
+            return
+        first, second, labels = pretrain
+        y = torch.tensor(np.searchsorted(self.classes_, np.asarray(labels))).to(self.device)
+        batches = [("pretrain", b) for b in self._batches(first, second, len(labels), seed_offset=3,
+                                                          epochs=self.pretrain_epochs)]
+        self._train(batches, {"pretrain": (first, second, self.head_, y, self._loss(y))},
+                    self._trainable() + list(self.head_.parameters()), "cross-encoder pretraining")
+        if fits is not None:
+            fits[("pretrain", key)] = ({k: v.detach().clone() for k, v in self.encoder_.state_dict().items()},
+                                       {k: v.detach().clone() for k, v in self.head_.state_dict().items()})
+        torch.manual_seed(self.seed + 1)  # the stance phase's dropout: the same whether pretraining ran or was loaded
+
+    def _fit(self, headlines, contexts, labels, same_event, pretrain=None) -> "CrossEncoder":
+        global FITS_RUN
+        import torch
+
+        FITS_RUN += 1
+        self.classes_ = np.unique(labels)
+        self.head_arrays_ = self._ort = self.scored_ = None
+        self._build(len(self.classes_))
+        if pretrain is not None:
+            self._pretrain(pretrain)
+        y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
+        tasks = {"stance": (headlines, contexts, self.head_, y, self._loss(y))}
+        params = self._trainable() + list(self.head_.parameters())
+        self.same_event_head_ = None
+        batches = [("stance", b) for b in self._batches(headlines, contexts, len(labels))]
+        if same_event is not None and len(same_event[0]):
+            first, second, same = same_event
+            aux_head = self.same_event_head_ = torch.nn.Linear(self.encoder_.config.hidden_size, 2).to(self.device)
+            aux_y = torch.tensor(np.asarray(same, dtype=np.int64)).to(self.device)
+            params += list(aux_head.parameters())
+            tasks["same_event"] = (first, second, aux_head, aux_y, torch.nn.functional.cross_entropy)
+            aux = [("same_event", b) for b in self._batches(first, second, len(first), seed_offset=1)]
+            rng = np.random.RandomState(self.seed + 2)
+            batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
+                       for i in rng.permutation(len(batches) + len(aux))]
+        self._train(batches, tasks, params, "cross-encoder")
         self.onnx_ = self._export() if self.runtime != "torch" else None
         return self
 
@@ -249,11 +336,12 @@ class CrossEncoder:
             stage.requires_grad_(False)
         return [p for p in self.encoder_.parameters() if p.requires_grad]
 
-    def _batches(self, headlines, contexts, n: int, seed_offset: int = 0) -> list[np.ndarray]:
-        """Training batches for ``epochs`` passes: a seeded shuffle, then (``length_batches``) pairs of similar
-        length batched together inside windows of 50 batches (less padding), and the batches shuffled again."""
+    def _batches(self, headlines, contexts, n: int, seed_offset: int = 0, epochs: float | None = None) -> list[np.ndarray]:
+        """Training batches for ``epochs`` passes (default: the ``epochs`` setting): a seeded shuffle, then
+        (``length_batches``) pairs of similar length batched together inside windows of 50 batches (less padding),
+        and the batches shuffled again."""
         rng = np.random.RandomState(self.seed + seed_offset)
-        total = max(self.batch_size, int(round(self.epochs * n)))
+        total = max(self.batch_size, int(round((self.epochs if epochs is None else epochs) * n)))
         order = np.concatenate([rng.permutation(n) for _ in range(-(-total // n))])[:total]
         if not self.length_batches:
             return [order[i:i + self.batch_size] for i in range(0, total, self.batch_size)]
@@ -368,7 +456,7 @@ class CrossEncoder:
         from .backends import batch_rows, encode_canonical, onnx_workers
 
         session = self._session()
-        enc = self.tokenizer_(list(headlines), list(contexts), truncation="only_second", max_length=self.max_length)
+        enc = self._tokenize(headlines, contexts)
         ids = enc["input_ids"]
         types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
 
@@ -418,7 +506,8 @@ class CrossEncoder:
         if self.runtime != "torch":
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
-                                                "length_batches", "runtime", "precision", "frozen_layers")}
+                                                "length_batches", "runtime", "precision", "frozen_layers",
+                                                "pretrain_epochs")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

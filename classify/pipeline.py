@@ -27,7 +27,8 @@ from .metrics import (calibration_report, class_report, clustering_report, f_avg
 from .model import Model
 from .crossencoder import (CrossEncoder, bf16_is_fast, check_device, check_frozen_layers, encoder_layers,
                            stored_scores)
-from .stance import StanceClassifier, StanceModel, has_negation, pair_embedding_texts, split_sentences
+from .stance import (StanceClassifier, StanceModel, best_sentences, has_negation, pair_embedding_texts,
+                     split_sentences)
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
                       "stance_score"]
@@ -92,7 +93,8 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
         cross_encoder = CrossEncoder(config.embedding.model, ce.epochs / len(st.views), ce.learning_rate, ce.batch_size,
                                      ce.max_length, config.seed, show_progress=not quiet,
                                      length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
-                                     precision=precision, frozen_layers=ce.frozen_layers)
+                                     precision=precision, frozen_layers=ce.frozen_layers,
+                                     pretrain_epochs=ce.pretrain_epochs)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
@@ -252,12 +254,16 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             pairs = story_views(pairs, st.views)
             log(f"story views {'/'.join(st.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
+        pretrain = None
+        if st.cross_encoder.enabled and st.cross_encoder.pretrain:
+            pretrain, pretrain_info = pretraining_pairs(config, embedder, quiet)
+            model.meta["cross_encoder_pretrain"] = pretrain_info
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
         model.stance = stance.fit(
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
             tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
             train_on=[p.mined <= st.hard_negatives for p in pairs],
-            body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs])
+            body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs], pretrain=pretrain)
 
     log_long_texts(embedder, quiet)
     model.meta = {
@@ -274,6 +280,41 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         "labels": {"topics": config.labels.topics, "stances": config.labels.stances},
     }
     return model
+
+
+def draw_pretraining(pairs: list, n: int, seed: int) -> list:
+    """At most ``n`` pairs, an equal share per label (all of a label that has fewer; what they leave goes to the
+    others), drawn by ``seed``, in the order of ``pairs``."""
+    by_label: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_label.setdefault(p.label, []).append(i)
+    rng = np.random.RandomState(seed)
+    order = {label: rng.permutation(idx).tolist() for label, idx in sorted(by_label.items())}
+    quota, left, chosen = {}, n, []
+    for label in sorted(order, key=lambda k: (len(order[k]), k)):  # the smallest labels first
+        quota[label] = min(len(order[label]), left // (len(order) - len(quota)))
+        left -= quota[label]
+        chosen += order[label][:quota[label]]
+    return [pairs[i] for i in sorted(chosen)]
+
+
+def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
+    """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
+    contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
+    and what meta.json says of them."""
+    ce = config.stance.cross_encoder
+    loaded = load_corpus(ce.pretrain, config).pairs
+    if not loaded:
+        raise DataError("stance.cross_encoder.pretrain: the pretraining sources hold no stance pairs")
+    drawn = draw_pretraining(loaded, ce.pretrain_pairs, config.seed)
+    headlines, bodies = [p.headline for p in drawn], [p.body for p in drawn]
+    counts = dict(sorted(Counter(p.label for p in drawn).items()))
+    log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
+        + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
+    contexts = best_sentences(headlines, bodies, memoised(embedder.encode, pair_embedding_texts(headlines, bodies)),
+                              config.stance.top_sentences)
+    info = {"pairs": len(drawn), "of": len(loaded), "counts": counts, "epochs": ce.pretrain_epochs}
+    return (headlines, contexts, [p.label for p in drawn]), info
 
 
 def _inputs_key(config: Config, corpus: Corpus) -> str:

@@ -496,7 +496,8 @@ class StanceModel:
         return bool(self.calibrate or (self.cross_encoder is not None and self.weight == "auto")
                     or (self._ce_inside and self.tune_scale))
 
-    def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True, stories=None):
+    def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True, stories=None,
+                   pretrain=None):
         clf = clone(self.classifier)
         if self._validates():
             clf.set_params(tune_scale=False)  # the class scales are tuned on the mixed probabilities instead
@@ -511,6 +512,10 @@ class StanceModel:
             self._say(f"cross-encoder ({self.mode} labels) on {len(keep)} pairs"
                       + (f" + {len(aux[0])} same-event story pairs" if aux else ""))
             extra = {"same_event": aux} if aux else {}  # a cross-encoder without that head is fitted as before
+            if pretrain is not None:  # the labels this cross-encoder learns (``related`` mode: not unrelated)
+                known = set(y[keep].tolist())
+                take = [i for i, label in enumerate(pretrain[2]) if label in known]
+                extra["pretrain"] = tuple([part[i] for i in take] for part in pretrain)
             ce = deepcopy(self.cross_encoder).fit([headlines[i] for i in keep], [contexts[i] for i in keep],
                                                   [y[i] for i in keep], **extra)
         return clf, ce
@@ -537,7 +542,7 @@ class StanceModel:
 
     # -- estimator API ----------------------------------------------------------------------------------
     def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
-            tune_on=None, body_events=None, train_on=None, written=None) -> "StanceModel":
+            tune_on=None, body_events=None, train_on=None, written=None, pretrain=None) -> "StanceModel":
         """``groups`` (event or headline of each pair) keep a group on one side of the validation split;
         ``tune_on`` (a mask; default all) names the pairs whose validation part may tune the weight, scales and
         calibration (e.g. only the full stories when training also sees shortened views: tune on what is
@@ -546,7 +551,8 @@ class StanceModel:
         "" where unknown) feed the cross-encoder's same-event head (``same_event``), from the pairs it is fitted
         on; ``written`` (a mask; default all) the pairs as the data holds them, against mined ones added only to
         validate on: unless ``confidence_on_mined``, the temperature is fitted on the written validation pairs
-        alone (see ``_tune``)."""
+        alone (see ``_tune``); ``pretrain`` (optional) ``(headlines, contexts, labels)`` the cross-encoder is first
+        fine-tuned on (contexts as the cross-encoder reads them: ``best_sentences``)."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -590,13 +596,14 @@ class StanceModel:
                                 f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
-                                      groups[fit_idx], unrelated, stories=stories(fit_idx))
+                                      groups[fit_idx], unrelated, stories=stories(fit_idx), pretrain=pretrain)
             self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx],
                        written=val_written)
         refit_ce = ce is None or self.refit_cross_encoder
         idx = np.flatnonzero(trainable)
         self.classifier_, new_ce = self._fit_parts(F[idx], take(headlines, idx), take(contexts, idx), y[idx],
-                                                   groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx))
+                                                   groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx),
+                                                   pretrain=pretrain)
         self.cross_encoder_ = new_ce if refit_ce else ce
         if not self._validates():
             self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)

@@ -311,3 +311,23 @@ def test_onnx_scores_are_stored_and_read_back_bit_for_bit(tmp_path, tiny_config,
     warm = predict_dumps(model, dumps, embedder=fake_embedder)
     assert crossencoder.SCORED - before == scored
     assert cold.equals(warm)
+
+
+def test_a_headline_too_long_for_max_length_is_cut_not_an_error():
+    from classify.crossencoder import CrossEncoder
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses"] * 2
+    stories = ["Flood waters rise after the dam blast downstream of the town."] * 4
+    ce = CrossEncoder(epochs=1, batch_size=4, max_length=32, show_progress=False).fit(
+        heads, stories, ["agree", "discuss"] * 2)
+    long_head = " ".join(["officials"] * 40) + " say the dam was destroyed"
+    # short headlines: exactly what cutting only the story gives
+    enc = ce._tokenize(heads + [long_head], stories + ["Flood waters rise."])
+    plain = ce.tokenizer_(heads, stories, truncation="only_second", max_length=32)
+    assert enc["input_ids"][:4] == plain["input_ids"] and enc["token_type_ids"][:4] == plain["token_type_ids"]
+    assert len(enc["input_ids"][4]) == 32 and 1 in enc["token_type_ids"][4]  # the story keeps some room
+    assert ce.predict_proba([long_head], ["Flood waters rise."]).shape == (1, 2)
+    assert ce._tokenize([], [])["input_ids"] == []
+    ce.runtime = "onnx-int8"
+    ce.onnx_ = ce._export()
+    assert ce.predict_proba([long_head, heads[0]], ["Flood waters rise.", stories[0]]).shape == (2, 2)

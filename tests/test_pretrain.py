@@ -1,0 +1,137 @@
+"""The cross-encoder's pretraining on other stance data (`stance.cross_encoder.pretrain`, e.g. FNC-1): how the
+pairs are drawn, that pretraining reaches the weights (and its settings matter), that `classify tune`'s folds
+share one pretraining, and the config, data and meta around it."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from classify.config import validate_config
+from classify.crossencoder import CrossEncoder, reuse_fits
+from classify.data import StancePair
+from classify.errors import ConfigError, DataError
+from classify.pipeline import draw_pretraining, train
+
+HEADS = ["Dam destroyed in the south", "Grain deal collapses"] * 4
+STORIES = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord."] * 4
+LABELS = ["agree", "discuss", "disagree", "agree", "unrelated", "agree", "discuss", "unrelated"]
+PRE = (["Pope says aliens exist", "Singer dies in crash", "Hospital bombed in city"] * 2,
+       ["Vatican denies the Pope said any such thing.", "The singer's agent says reports are false.",
+        "Officials confirm the hospital was hit overnight.", "Nobody has confirmed the claim so far.",
+        "Fans mourn as the crash is confirmed.", "Reports of a strike on the hospital are being checked."],
+       ["disagree", "disagree", "agree", "discuss", "agree", "discuss"])
+SETTINGS = dict(epochs=1, batch_size=4, max_length=32, show_progress=False)
+
+
+def _pairs(counts: dict[str, int]) -> list[StancePair]:
+    return [StancePair(f"h{label}{i}", f"b{label}{i}", label) for label, n in counts.items() for i in range(n)]
+
+
+def test_draw_gives_each_label_an_equal_share_and_passes_on_what_a_small_label_leaves():
+    pairs = _pairs({"agree": 10, "disagree": 2, "discuss": 30, "unrelated": 30})
+    drawn = draw_pretraining(pairs, 20, seed=0)
+    counts = {label: sum(p.label == label for p in drawn) for label in ("agree", "disagree", "discuss", "unrelated")}
+    assert counts == {"agree": 6, "disagree": 2, "discuss": 6, "unrelated": 6}
+    assert drawn == [p for p in pairs if p in drawn]  # in the order of the data
+    assert draw_pretraining(pairs, 20, seed=0) == drawn
+    assert draw_pretraining(pairs, 20, seed=1) != drawn
+    assert draw_pretraining(pairs, 1000, seed=0) == pairs
+    # a label with fewer than its share gives all it has; the others split the rest
+    counts = [sum(p.label == "agree" for p in draw_pretraining(pairs, n, seed=0)) for n in (8, 60)]
+    assert counts == [2, 10]
+
+
+def test_pretraining_moves_the_weights_its_epochs_count_and_labels_must_be_known():
+    plain = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS)
+    pre = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    again = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    longer = CrossEncoder(**SETTINGS, pretrain_epochs=3).fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    p_plain, p_pre = plain.predict_proba(HEADS, STORIES), pre.predict_proba(HEADS, STORIES)
+    assert not np.allclose(p_plain, p_pre, atol=1e-6)
+    np.testing.assert_array_equal(p_pre, again.predict_proba(HEADS, STORIES))
+    assert not np.allclose(p_pre, longer.predict_proba(HEADS, STORIES), atol=1e-6)
+    empty = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=([], [], []))
+    np.testing.assert_array_equal(p_plain, empty.predict_proba(HEADS, STORIES))
+    with pytest.raises(ValueError, match="'disagree' is not a label"):
+        CrossEncoder(**SETTINGS).fit(HEADS, STORIES, ["agree", "discuss"] * 4, pretrain=PRE)
+
+
+def test_pretrained_stance_head_learns_the_pretraining_labels():
+    # 30 passes over the pretraining pairs and none over the stance pairs' labels it lacks: it has learnt them
+    ce = CrossEncoder(**{**SETTINGS, "epochs": 0.01}, pretrain_epochs=30)
+    ce.fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    pred = ce.classes_[ce.predict_proba(PRE[0], PRE[1]).argmax(axis=1)]
+    assert (pred == np.array(PRE[2])).mean() >= 5 / 6
+
+
+def test_folds_share_one_pretraining(monkeypatch):
+    runs = []
+    original = CrossEncoder._train
+
+    def counting(self, batches, tasks, params, desc):
+        runs.append(desc)
+        return original(self, batches, tasks, params, desc)
+
+    monkeypatch.setattr(CrossEncoder, "_train", counting)
+    alone = CrossEncoder(**SETTINGS).fit(HEADS[2:], STORIES[2:], LABELS[2:], pretrain=PRE)
+    runs.clear()
+    with reuse_fits():
+        a = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
+        b = CrossEncoder(**SETTINGS).fit(HEADS[2:], STORIES[2:], LABELS[2:], pretrain=PRE)
+    assert runs == ["cross-encoder pretraining", "cross-encoder", "cross-encoder"]
+    # loading the shared pretraining gives the same model as running it (to float noise of memory layout)
+    np.testing.assert_allclose(b.predict_proba(HEADS, STORIES), alone.predict_proba(HEADS, STORIES), atol=1e-6)
+    assert not np.allclose(a.predict_proba(HEADS, STORIES), b.predict_proba(HEADS, STORIES), atol=1e-6)
+
+
+def _fnc_files(tmp_path, rows):
+    bodies = tmp_path / "bodies.csv"
+    with open(bodies, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["Body ID", "articleBody"])
+        for i, (_, body, _) in enumerate(rows):
+            w.writerow([i, body])
+    stances = tmp_path / "stances.csv"
+    with open(stances, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["Headline", "Body ID", "Stance"])
+        for i, (head, _, label) in enumerate(rows):
+            w.writerow([head, i, label])
+    return {"type": "headline_body_csv", "path": str(stances), "bodies": str(bodies)}
+
+
+def test_train_pretrains_on_the_configured_source_and_says_so(tmp_path, tiny_config, fake_embedder):
+    rows = list(zip(*PRE)) + [("Pope says aliens exist", "Stocks rose on Tuesday.", "unrelated")] * 3
+    raw = tiny_config.model_dump()
+    ce = {"enabled": True, "labels": "all", "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
+          "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 5}
+    raw["stance"].update(calibrate=False, cross_encoder=ce)
+    model = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    info = model.meta["cross_encoder_pretrain"]
+    assert info["pairs"] == 5 and info["of"] == 9 and info["epochs"] == 1.0
+    assert info["counts"] == {"agree": 1, "disagree": 1, "discuss": 1, "unrelated": 2}
+    json.dumps(model.meta, allow_nan=False)
+    raw["stance"]["cross_encoder"] = {k: v for k, v in ce.items() if not k.startswith("pretrain")}
+    plain = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    assert "cross_encoder_pretrain" not in plain.meta
+    h, b = ["Pope says aliens exist"], ["Vatican denies it."]
+    assert not np.allclose(model.stance.cross_encoder_.predict_proba(h, b),
+                           plain.stance.cross_encoder_.predict_proba(h, b), atol=1e-6)
+
+
+def test_pretraining_labels_and_paths_are_checked(tmp_path, tiny_config, fake_embedder):
+    raw = tiny_config.model_dump()
+    bad = _fnc_files(tmp_path, [("Pope says aliens exist", "A body.", "refutes")])
+    raw["stance"].update(calibrate=False, cross_encoder={"enabled": True, "epochs": 1, "batch_size": 4,
+                                                         "max_length": 32, "pretrain": [bad]})
+    with pytest.raises(DataError, match=r"stances.csv:2: .*'refutes'"):
+        train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    raw["stance"]["cross_encoder"]["pretrain"] = [{**bad, "path": str(tmp_path / "missing.csv")}]
+    with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain\.0\.path: file not found"):
+        validate_config(raw)
+    raw["stance"]["cross_encoder"]["pretrain"] = []
+    raw["stance"]["cross_encoder"]["pretrain_pairs"] = 0
+    with pytest.raises(ConfigError, match="pretrain_pairs"):
+        validate_config(raw, check_files=False)
