@@ -18,6 +18,14 @@ one given (trained on our data: FNC-1 text is never trained on). Pages are sampl
 split is for reporting, the training split may be used to compare settings.
 
     python benchmarks/fnc1_pages.py --model models/default [--split test|train] [--pages 300]
+
+A model whose cross-encoder is pretrained on FNC-1 (`stance.cross_encoder.pretrain`, configs/default.yaml) has seen
+the training split's claims: to choose settings for it, hold out a seeded fifth of the training claims, pretrain on
+the rest and score pages of the held-out claims only:
+
+    python benchmarks/fnc1_pages.py --model x --split train --held-out 0.2 --write-pretraining rest.csv
+    classify train configs/default.yaml -o m --set 'stance.cross_encoder.pretrain.0.path=rest.csv'
+    python benchmarks/fnc1_pages.py --model m --model models/other --split train --held-out 0.2
 """
 
 from __future__ import annotations

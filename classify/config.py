@@ -202,7 +202,13 @@ class CrossEncoderConfig(_Strict):
     pretrain_pairs: int = Field(6000, ge=1)
     """At most this many pretraining pairs, an equal share per label (all of a label that has fewer), drawn by seed."""
     pretrain_epochs: float = Field(1.0, gt=0)
-    """Passes over the drawn pretraining pairs (its own warm-up and decay, at `learning_rate`)."""
+    """Passes over the drawn pretraining pairs (at `learning_rate`)."""
+    pretrain_unrelated: Literal["random", "closest"] = "random"
+    """Which of the pretraining data's `labels.unrelated` pairs are drawn: at random, or those whose body's opening is
+    closest to the headline by embedding cosine (stories of other claims a recommender would have picked)."""
+    pretrain_order: Literal["before", "mixed"] = "before"
+    """`before`: the pretraining pairs first (their own warm-up and decay), then data.train's; `mixed`: their
+    batches spread at random among data.train's in one run (nothing of them is left to be overwritten)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX

@@ -135,7 +135,7 @@ def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event, pretra
 
 def _pretrain_key(ce: "CrossEncoder", pretrain, classes) -> str:
     """What a pretraining run depends on: the settings that shape it, its pairs and the stance classes."""
-    params = [ce.model, ce.pretrain_epochs, ce.learning_rate, ce.batch_size, ce.max_length, ce.seed,
+    params = [ce.model, ce.pretrain_epochs, ce.pretrain_order, ce.learning_rate, ce.batch_size, ce.max_length, ce.seed,
               ce.length_batches, ce.device, ce.precision, ce.frozen_layers]
     h = hashlib.sha256(json.dumps(params, default=str).encode())
     for part in (pretrain[0], pretrain[1], [str(x) for x in pretrain[2]]):
@@ -149,7 +149,7 @@ class CrossEncoder:
     def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 1.0, learning_rate: float = 4e-5,
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
                  length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32",
-                 frozen_layers: int = 0, pretrain_epochs: float = 1.0):
+                 frozen_layers: int = 0, pretrain_epochs: float = 1.0, pretrain_order: str = "before"):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -163,6 +163,7 @@ class CrossEncoder:
         self.precision = precision
         self.frozen_layers = frozen_layers
         self.pretrain_epochs = pretrain_epochs
+        self.pretrain_order = pretrain_order
 
     def _build(self, n_classes: int):
         import torch
@@ -304,7 +305,7 @@ class CrossEncoder:
         self.classes_ = np.unique(labels)
         self.head_arrays_ = self._ort = self.scored_ = None
         self._build(len(self.classes_))
-        if pretrain is not None:
+        if pretrain is not None and self.pretrain_order == "before":
             self._pretrain(pretrain)
         y = torch.tensor(np.searchsorted(self.classes_, labels)).to(self.device)
         tasks = {"stance": (headlines, contexts, self.head_, y, self._loss(y))}
@@ -321,6 +322,15 @@ class CrossEncoder:
             rng = np.random.RandomState(self.seed + 2)
             batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
                        for i in rng.permutation(len(batches) + len(aux))]
+        if pretrain is not None and self.pretrain_order == "mixed":  # its batches spread among the stance batches
+            first, second, pre_labels = pretrain
+            pre_y = torch.tensor(np.searchsorted(self.classes_, np.asarray(pre_labels))).to(self.device)
+            tasks["pretrain"] = (first, second, self.head_, pre_y, self._loss(pre_y))
+            pre = [("pretrain", b) for b in self._batches(first, second, len(pre_labels), seed_offset=3,
+                                                         epochs=self.pretrain_epochs)]
+            rng = np.random.RandomState(self.seed + 4)
+            batches = [batches[i] if i < len(batches) else pre[i - len(batches)]
+                       for i in rng.permutation(len(batches) + len(pre))]
         self._train(batches, tasks, params, "cross-encoder")
         self.onnx_ = self._export() if self.runtime != "torch" else None
         return self
@@ -507,7 +517,7 @@ class CrossEncoder:
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
                                                 "length_batches", "runtime", "precision", "frozen_layers",
-                                                "pretrain_epochs")}
+                                                "pretrain_epochs", "pretrain_order")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

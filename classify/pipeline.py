@@ -94,7 +94,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                      ce.max_length, config.seed, show_progress=not quiet,
                                      length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
                                      precision=precision, frozen_layers=ce.frozen_layers,
-                                     pretrain_epochs=ce.pretrain_epochs)
+                                     pretrain_epochs=ce.pretrain_epochs, pretrain_order=ce.pretrain_order)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
@@ -282,14 +282,17 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
     return model
 
 
-def draw_pretraining(pairs: list, n: int, seed: int) -> list:
+def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: str | None = None) -> list:
     """At most ``n`` pairs, an equal share per label (all of a label that has fewer; what they leave goes to the
-    others), drawn by ``seed``, in the order of ``pairs``."""
+    others), drawn by ``seed``, in the order of ``pairs``. With ``closest`` (a label) and ``closeness`` (a number
+    per pair), that label's pairs are taken closest first instead of at random."""
     by_label: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
         by_label.setdefault(p.label, []).append(i)
     rng = np.random.RandomState(seed)
     order = {label: rng.permutation(idx).tolist() for label, idx in sorted(by_label.items())}
+    if closest in order and closeness is not None:
+        order[closest] = sorted(order[closest], key=lambda i: -closeness[i])  # stable: ties stay in the draw's order
     quota, left, chosen = {}, n, []
     for label in sorted(order, key=lambda k: (len(order[k]), k)):  # the smallest labels first
         quota[label] = min(len(order[label]), left // (len(order) - len(quota)))
@@ -298,22 +301,35 @@ def draw_pretraining(pairs: list, n: int, seed: int) -> list:
     return [pairs[i] for i in sorted(chosen)]
 
 
+PRETRAIN_LEAD_CHARS = 1000
+
+
 def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
     contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
-    and what meta.json says of them."""
+    and what meta.json says of them. With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
+    whose body's opening (its first 1,000 characters, embedded) is closest to the headline: a recommender's picks
+    among stories the data labels as another claim's."""
     ce = config.stance.cross_encoder
     loaded = load_corpus(ce.pretrain, config).pairs
     if not loaded:
         raise DataError("stance.cross_encoder.pretrain: the pretraining sources hold no stance pairs")
-    drawn = draw_pretraining(loaded, ce.pretrain_pairs, config.seed)
+    closeness, unrelated = None, config.labels.unrelated
+    if ce.pretrain_unrelated == "closest" and unrelated and any(p.label == unrelated for p in loaded):
+        heads = sorted({p.headline for p in loaded if p.label == unrelated})
+        leads = sorted({p.body[:PRETRAIN_LEAD_CHARS] for p in loaded if p.label == unrelated})
+        vectors = dict(zip(heads + leads, embedder.encode(heads + leads)))
+        closeness = [float(vectors[p.headline] @ vectors[p.body[:PRETRAIN_LEAD_CHARS]]) if p.label == unrelated
+                     else 0.0 for p in loaded]
+    drawn = draw_pretraining(loaded, ce.pretrain_pairs, config.seed, closeness, unrelated)
     headlines, bodies = [p.headline for p in drawn], [p.body for p in drawn]
     counts = dict(sorted(Counter(p.label for p in drawn).items()))
     log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
     contexts = best_sentences(headlines, bodies, memoised(embedder.encode, pair_embedding_texts(headlines, bodies)),
                               config.stance.top_sentences)
-    info = {"pairs": len(drawn), "of": len(loaded), "counts": counts, "epochs": ce.pretrain_epochs}
+    info = {"pairs": len(drawn), "of": len(loaded), "counts": counts, "epochs": ce.pretrain_epochs,
+            "order": ce.pretrain_order, "unrelated": ce.pretrain_unrelated}
     return (headlines, contexts, [p.label for p in drawn]), info
 
 

@@ -81,3 +81,27 @@ def test_real_pages_have_the_asked_share_of_other_claims(pages_mod):
     gold = [g for p in pages for _, _, g in p]
     assert len(pages) == 40 and 0.6 < gold.count("unrelated") / len(gold) < 0.7
     assert all(len(s.split()) <= 60 for p in pages for _, s, _ in p)
+
+
+def test_held_out_claims_and_the_pretraining_rest_do_not_meet(pages_mod, tmp_path, monkeypatch):
+    rows = [(f"claim{c} headline{h}", 10 * c + h, "agree" if h else "discuss") for c in range(10) for h in range(2)]
+    rows += [("claim0 headline0", 11, "unrelated")]  # an unrelated pair joins no claims
+    _write(tmp_path, "train_stances.csv", ["Headline", "Body ID", "Stance"], rows)
+    _write(tmp_path, "train_bodies.csv", ["Body ID", "articleBody"], [(b, f"body {b}") for _, b, _ in rows])
+    monkeypatch.setattr(pages_mod, "FNC", tmp_path)
+    claim = pages_mod.claims(rows)
+    assert len(set(claim.values())) == 20  # each headline with its own body
+    held = pages_mod.held_out_claims(claim, 0.3, seed=0)
+    assert held == pages_mod.held_out_claims(claim, 0.3, seed=0) and 2 <= len(held) <= 12
+    assert pages_mod.held_out_claims(claim, 0.3, seed=1) != held
+    out = tmp_path / "rest.csv"
+    pages_mod.write_pretraining(str(out), 0.3, seed=0)
+    with open(out, encoding="utf-8") as f:
+        kept = [(r["Headline"], int(r["Body ID"]), r["Stance"]) for r in csv.DictReader(f)]
+    held_heads = {h for h, c in claim.items() if c in held}
+    held_bodies = {b for h, b, s in rows if s != "unrelated" and h in held_heads}
+    assert kept and not {h for h, _, _ in kept} & held_heads and not {b for _, b, _ in kept} & held_bodies
+    assert len(kept) == sum(h not in held_heads and b not in held_bodies for h, b, _ in rows)
+    pages = pages_mod.build_pages("train", n_pages=50, lead_words=5, unrelated_share=0.5, seed=0,
+                                  embed=lambda ts: np.ones((len(ts), 2)) / np.sqrt(2), held_out=0.3)
+    assert {p[0][0] for p in pages} == held_heads

@@ -135,3 +135,47 @@ def test_pretraining_labels_and_paths_are_checked(tmp_path, tiny_config, fake_em
     raw["stance"]["cross_encoder"]["pretrain_pairs"] = 0
     with pytest.raises(ConfigError, match="pretrain_pairs"):
         validate_config(raw, check_files=False)
+
+
+def test_draw_takes_the_closest_unrelated_pairs_when_asked():
+    pairs = _pairs({"agree": 4, "unrelated": 6})
+    closeness = [0.0] * 4 + [0.1, 0.9, 0.3, 0.8, 0.2, 0.7]
+    drawn = draw_pretraining(pairs, 6, seed=0, closeness=closeness, closest="unrelated")
+    assert [p.body for p in drawn if p.label == "unrelated"] == ["bunrelated1", "bunrelated3", "bunrelated5"]
+    assert sum(p.label == "agree" for p in drawn) == 3
+    random = draw_pretraining(pairs, 6, seed=0)
+    assert [p for p in random if p.label == "agree"] == [p for p in drawn if p.label == "agree"]
+
+
+def test_mixed_order_spreads_the_pretraining_batches_in_one_run(monkeypatch):
+    runs = []
+    original = CrossEncoder._train
+
+    def counting(self, batches, tasks, params, desc):
+        runs.append((desc, sorted({task for task, _ in batches})))
+        return original(self, batches, tasks, params, desc)
+
+    monkeypatch.setattr(CrossEncoder, "_train", counting)
+    before = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    mixed = CrossEncoder(**SETTINGS, pretrain_order="mixed").fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    again = CrossEncoder(**SETTINGS, pretrain_order="mixed").fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    assert runs == [("cross-encoder pretraining", ["pretrain"]), ("cross-encoder", ["stance"]),
+                    ("cross-encoder", ["pretrain", "stance"]), ("cross-encoder", ["pretrain", "stance"])]
+    p_mixed = mixed.predict_proba(HEADS, STORIES)
+    np.testing.assert_array_equal(p_mixed, again.predict_proba(HEADS, STORIES))
+    assert not np.allclose(p_mixed, before.predict_proba(HEADS, STORIES), atol=1e-6)
+
+
+def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path, tiny_config, fake_embedder):
+    from classify.pipeline import pretraining_pairs
+
+    rows = list(zip(*PRE)) + [("Pope says aliens exist", "Stocks rose on Tuesday.", "unrelated"),
+                              ("Pope says aliens exist", "Pope says aliens exist, say critics.", "unrelated"),
+                              ("Singer dies in crash", "Rain is due on Friday.", "unrelated")]
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 4,
+                                      "pretrain_unrelated": "closest"}
+    (heads, contexts, labels), info = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
+                                                        quiet=True)
+    assert info["unrelated"] == "closest" and labels.count("unrelated") == 1
+    assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
