@@ -179,3 +179,13 @@ def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path
                                                         quiet=True)
     assert info["unrelated"] == "closest" and labels.count("unrelated") == 1
     assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
+
+
+def test_pretraining_settings_are_saved_with_the_weights(tmp_path):
+    ce = CrossEncoder(**SETTINGS, pretrain_epochs=2, pretrain_order="mixed").fit(HEADS, STORIES, LABELS, pretrain=PRE)
+    ce.save(tmp_path)
+    params = json.loads((tmp_path / "cross_encoder.json").read_text())["params"]
+    assert params["pretrain_epochs"] == 2 and params["pretrain_order"] == "mixed"
+    loaded = CrossEncoder.load(tmp_path)
+    assert (loaded.pretrain_epochs, loaded.pretrain_order) == (2, "mixed")
+    np.testing.assert_allclose(loaded.predict_proba(HEADS, STORIES), ce.predict_proba(HEADS, STORIES), atol=1e-6)
