@@ -1024,9 +1024,9 @@ def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config
     seen = {}
 
     def recording_fit(self, headlines, bodies, labels, embed, groups=None, tune_on=None, body_events=None,
-                      train_on=None, written=None):
+                      train_on=None, written=None, pretrain=None):
         seen.update(n=len(headlines), tune_on=list(tune_on), train_on=list(train_on), labels=list(labels),
-                    body_events=list(body_events), written=list(written))
+                    body_events=list(body_events), written=list(written), pretrain=pretrain)
         self.validation_ = None
         return self
 
@@ -1046,6 +1046,7 @@ def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config
         assert seen["tune_on"] == [r <= 3 for r in ranks]
         assert seen["written"] == [r == 0 for r in ranks]  # what stance.confidence_on_mined tells apart
         assert seen["body_events"][:len(real)] == [p.body_event for p in real]
+        assert seen["pretrain"] is None  # no stance.cross_encoder.pretrain: nothing drawn
 
 
 def test_pairs_outside_train_on_are_scored_on_validation_but_never_fitted():
