@@ -189,3 +189,15 @@ def test_pretraining_settings_are_saved_with_the_weights(tmp_path):
     loaded = CrossEncoder.load(tmp_path)
     assert (loaded.pretrain_epochs, loaded.pretrain_order) == (2, "mixed")
     np.testing.assert_allclose(loaded.predict_proba(HEADS, STORIES), ce.predict_proba(HEADS, STORIES), atol=1e-6)
+
+
+def test_pretraining_settings_reach_the_cross_encoder(tiny_config):
+    from classify.pipeline import build_stance
+
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain_epochs": 2.5, "pretrain_order": "mixed"}
+    ce = build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder
+    assert (ce.pretrain_epochs, ce.pretrain_order) == (2.5, "mixed")
+    raw["stance"]["cross_encoder"]["pretrain_order"] = "after"
+    with pytest.raises(ConfigError, match="pretrain_order"):
+        validate_config(raw, check_files=False)
