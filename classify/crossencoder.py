@@ -216,9 +216,10 @@ class CrossEncoder:
         A second head learns that on the shared encoder (more relatedness examples than stance labels give); it
         is only a training signal: predictions come from the stance head, and only that head is saved.
 
-        ``pretrain`` (optional): ``(headlines, contexts, labels)`` the encoder and the stance head are first
-        fine-tuned on (``pretrain_epochs`` passes, own warm-up and decay), before the training pairs: intermediate
-        training on other stance data (e.g. FNC-1's real reporting). Its labels must be among ``labels``."""
+        ``pretrain`` (optional): ``(headlines, contexts, labels)`` of other stance data (e.g. FNC-1's real
+        reporting) the encoder and the stance head also train on, ``pretrain_epochs`` passes: with
+        ``pretrain_order="before"`` first (own warm-up and decay), with ``"mixed"`` its batches spread at random
+        among the training pairs' in one run. Its labels must be among ``labels``."""
         self._score_identity = None  # of the weights before (if any)
         if pretrain is not None and not len(pretrain[0]):
             pretrain = None

@@ -551,8 +551,9 @@ class StanceModel:
         "" where unknown) feed the cross-encoder's same-event head (``same_event``), from the pairs it is fitted
         on; ``written`` (a mask; default all) the pairs as the data holds them, against mined ones added only to
         validate on: unless ``confidence_on_mined``, the temperature is fitted on the written validation pairs
-        alone (see ``_tune``); ``pretrain`` (optional) ``(headlines, contexts, labels)`` the cross-encoder is first
-        fine-tuned on (contexts as the cross-encoder reads them: ``best_sentences``)."""
+        alone (see ``_tune``); ``pretrain`` (optional) ``(headlines, contexts, labels)`` the cross-encoder also trains
+        on, before the pairs or mixed among them (its ``pretrain_order``; contexts as it reads them:
+        ``best_sentences``)."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
