@@ -124,24 +124,27 @@ def _fit_key(ce: "CrossEncoder", headlines, contexts, labels, same_event, pretra
     params = {k: v for k, v in vars(ce).items() if not k.endswith("_") and not k.startswith("_")
               and k != "show_progress"}
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for part in (headlines, contexts, [str(x) for x in labels]):
-        h.update(json.dumps(list(part)).encode() + b"\0")
+    _hash_pairs(h.update, (headlines, contexts, labels))
     if same_event is not None:
         h.update(json.dumps([list(same_event[0]), list(same_event[1]), [int(x) for x in same_event[2]]]).encode())
     if pretrain is not None:
-        h.update(b"pretrain\0" + _pretrain_key(ce, pretrain, None).encode())
+        _hash_pairs(h.update, pretrain, b"pretrain\0")
     return h.hexdigest()
+
+
+def _hash_pairs(update, pairs, prefix: bytes = b"") -> None:
+    """Feed (first texts, second texts, labels) to a hash's ``update``."""
+    update(prefix)
+    for part in (pairs[0], pairs[1], [str(x) for x in pairs[2]]):
+        update(json.dumps(list(part)).encode() + b"\0")
 
 
 def _pretrain_key(ce: "CrossEncoder", pretrain, classes) -> str:
     """What a pretraining run depends on: the settings that shape it, its pairs and the stance classes."""
     params = [ce.model, ce.pretrain_epochs, ce.pretrain_order, ce.learning_rate, ce.batch_size, ce.max_length, ce.seed,
-              ce.length_batches, ce.device, ce.precision, ce.frozen_layers]
+              ce.length_batches, ce.device, ce.precision, ce.frozen_layers, [str(c) for c in classes]]
     h = hashlib.sha256(json.dumps(params, default=str).encode())
-    for part in (pretrain[0], pretrain[1], [str(x) for x in pretrain[2]]):
-        h.update(json.dumps(list(part)).encode() + b"\0")
-    if classes is not None:
-        h.update(json.dumps([str(c) for c in classes]).encode())
+    _hash_pairs(h.update, pretrain)
     return h.hexdigest()
 
 
@@ -287,16 +290,31 @@ class CrossEncoder:
             self.head_.load_state_dict(head)
             torch.manual_seed(self.seed + 1)  # the stance phase's dropout as after a pretraining run
             return
-        first, second, labels = pretrain
-        y = torch.tensor(np.searchsorted(self.classes_, np.asarray(labels))).to(self.device)
-        batches = [("pretrain", b) for b in self._batches(first, second, len(labels), seed_offset=3,
-                                                          epochs=self.pretrain_epochs)]
-        self._train(batches, {"pretrain": (first, second, self.head_, y, self._loss(y))},
-                    self._trainable() + list(self.head_.parameters()), "cross-encoder pretraining")
+        task, batches = self._pretrain_task(pretrain)
+        self._train(batches, {"pretrain": task}, self._trainable() + list(self.head_.parameters()),
+                    "cross-encoder pretraining")
         if fits is not None:
             fits[("pretrain", key)] = ({k: v.detach().clone() for k, v in self.encoder_.state_dict().items()},
                                        {k: v.detach().clone() for k, v in self.head_.state_dict().items()})
         torch.manual_seed(self.seed + 1)  # the stance phase's dropout: the same whether pretraining ran or was loaded
+
+    def _pretrain_task(self, pretrain):
+        """The pretraining pairs as a task of ``_train`` (the stance head, class-balanced loss) and their batches
+        (``pretrain_epochs`` passes)."""
+        import torch
+
+        first, second, labels = pretrain
+        y = torch.tensor(np.searchsorted(self.classes_, np.asarray(labels))).to(self.device)
+        batches = [("pretrain", b) for b in self._batches(first, second, len(labels), seed_offset=3,
+                                                          epochs=self.pretrain_epochs)]
+        return (first, second, self.head_, y, self._loss(y)), batches
+
+    @staticmethod
+    def _interleave(batches: list, extra: list, seed: int) -> list:
+        """``batches`` and ``extra`` in one seeded random order."""
+        rng = np.random.RandomState(seed)
+        return [batches[i] if i < len(batches) else extra[i - len(batches)]
+                for i in rng.permutation(len(batches) + len(extra))]
 
     def _fit(self, headlines, contexts, labels, same_event, pretrain=None) -> "CrossEncoder":
         global FITS_RUN
@@ -320,18 +338,10 @@ class CrossEncoder:
             params += list(aux_head.parameters())
             tasks["same_event"] = (first, second, aux_head, aux_y, torch.nn.functional.cross_entropy)
             aux = [("same_event", b) for b in self._batches(first, second, len(first), seed_offset=1)]
-            rng = np.random.RandomState(self.seed + 2)
-            batches = [batches[i] if i < len(batches) else aux[i - len(batches)]
-                       for i in rng.permutation(len(batches) + len(aux))]
+            batches = self._interleave(batches, aux, self.seed + 2)
         if pretrain is not None and self.pretrain_order == "mixed":  # its batches spread among the stance batches
-            first, second, pre_labels = pretrain
-            pre_y = torch.tensor(np.searchsorted(self.classes_, np.asarray(pre_labels))).to(self.device)
-            tasks["pretrain"] = (first, second, self.head_, pre_y, self._loss(pre_y))
-            pre = [("pretrain", b) for b in self._batches(first, second, len(pre_labels), seed_offset=3,
-                                                         epochs=self.pretrain_epochs)]
-            rng = np.random.RandomState(self.seed + 4)
-            batches = [batches[i] if i < len(batches) else pre[i - len(batches)]
-                       for i in rng.permutation(len(batches) + len(pre))]
+            tasks["pretrain"], pre = self._pretrain_task(pretrain)
+            batches = self._interleave(batches, pre, self.seed + 4)
         self._train(batches, tasks, params, "cross-encoder")
         self.onnx_ = self._export() if self.runtime != "torch" else None
         return self

@@ -201,3 +201,28 @@ def test_pretraining_settings_reach_the_cross_encoder(tiny_config):
     raw["stance"]["cross_encoder"]["pretrain_order"] = "after"
     with pytest.raises(ConfigError, match="pretrain_order"):
         validate_config(raw, check_files=False)
+
+
+def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config, fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+    from classify.data import load_corpus
+
+    calls = []
+    original = pipeline.pretraining_pairs
+    monkeypatch.setattr(pipeline, "pretraining_pairs", lambda *a, **k: calls.append(1) or original(*a, **k))
+    raw = tiny_config.model_dump()
+    raw["stance"].update(calibrate=False, cross_encoder={
+        "enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
+        "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))], "pretrain_pairs": 4})
+    config = validate_config(raw, check_files=False)
+    corpus = load_corpus(config.data.train, config)
+    fitted = {}
+    first = pipeline.train_corpus(config, corpus, quiet=True, embedder=fake_embedder, fitted=fitted)
+    raw["stance"]["cross_encoder"]["weight"] = 0.25  # another setting, the same pretraining pairs
+    pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                          fitted=fitted)
+    assert len(calls) == 1
+    raw["stance"]["cross_encoder"]["pretrain_pairs"] = 3  # other pairs: read again
+    pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                          fitted=fitted)
+    assert len(calls) == 2 and first.meta["cross_encoder_pretrain"]["pairs"] == 4
