@@ -258,10 +258,10 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         if st.cross_encoder.enabled and st.cross_encoder.pretrain:
             # the same for every setting of a `classify tune` fold that leaves these keys alone: read once a fold
             ce = st.cross_encoder
-            key = json.dumps([[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs,
-                              ce.pretrain_unrelated, ce.pretrain_order, ce.pretrain_epochs, config.seed,
-                              st.top_sentences, config.labels.model_dump(mode="json"),
-                              config.embedding.model_dump(mode="json")])
+            parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
+                     ce.pretrain_order, ce.pretrain_epochs, config.seed, st.top_sentences,
+                     config.labels.model_dump(mode="json"), config.embedding.model_dump(mode="json")]
+            key = json.dumps(parts, allow_nan=False)
             pretrain, pretrain_info = _reuse(fitted, ("pretrain", key),
                                              lambda: pretraining_pairs(config, embedder, quiet))
             model.meta["cross_encoder_pretrain"] = pretrain_info
