@@ -257,14 +257,14 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
         pretrain = None
         if st.cross_encoder.enabled and st.cross_encoder.pretrain:
             # the same for every setting of a `classify tune` fold that leaves these keys alone: read once a fold
+            # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
             ce = st.cross_encoder
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
-                     ce.pretrain_order, ce.pretrain_epochs, config.seed, st.top_sentences,
-                     config.labels.model_dump(mode="json"), config.embedding.model_dump(mode="json")]
+                     config.seed, st.top_sentences, config.labels.model_dump(mode="json"),
+                     config.embedding.model_dump(mode="json")]
             key = json.dumps(parts, allow_nan=False)
-            pretrain, pretrain_info = _reuse(fitted, ("pretrain", key),
-                                             lambda: pretraining_pairs(config, embedder, quiet))
-            model.meta["cross_encoder_pretrain"] = pretrain_info
+            pretrain, drawn = _reuse(fitted, ("pretrain", key), lambda: pretraining_pairs(config, embedder, quiet))
+            model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order}
         embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
         model.stance = stance.fit(
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
@@ -314,7 +314,8 @@ PRETRAIN_LEAD_CHARS = 1000
 def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
     contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
-    and what meta.json says of them. With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
+    and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
+    how it was trained on). With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
     whose body's opening (its first 1,000 characters, embedded) is closest to the headline: a recommender's picks
     among stories the data labels as another claim's."""
     ce = config.stance.cross_encoder
@@ -335,9 +336,8 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
     contexts = best_sentences(headlines, bodies, memoised(embedder.encode, pair_embedding_texts(headlines, bodies)),
                               config.stance.top_sentences)
-    info = {"pairs": len(drawn), "of": len(loaded), "counts": counts, "epochs": ce.pretrain_epochs,
-            "order": ce.pretrain_order, "unrelated": ce.pretrain_unrelated}
-    return (headlines, contexts, [p.label for p in drawn]), info
+    return (headlines, contexts, [p.label for p in drawn]), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
+                                                             "unrelated": ce.pretrain_unrelated}
 
 
 def _inputs_key(config: Config, corpus: Corpus) -> str:
