@@ -226,3 +226,29 @@ def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 2 and first.meta["cross_encoder_pretrain"]["pairs"] == 4
+
+
+def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settings(tmp_path, tiny_config,
+                                                                                   fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+    from classify.data import load_corpus
+
+    calls = []
+    original = pipeline.pretraining_pairs
+    monkeypatch.setattr(pipeline, "pretraining_pairs", lambda *a, **k: calls.append(1) or original(*a, **k))
+    raw = tiny_config.model_dump()
+    raw["stance"].update(calibrate=False, cross_encoder={
+        "enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
+        "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))], "pretrain_pairs": 4})
+    config = validate_config(raw, check_files=False)
+    corpus = load_corpus(config.data.train, config)
+    fitted = {}
+    metas = []
+    for change in ({}, {"pretrain_epochs": 2.0, "pretrain_order": "mixed"}, {"pretrain_unrelated": "closest"}):
+        raw["stance"]["cross_encoder"].update(change)
+        model = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True,
+                                      embedder=fake_embedder, fitted=fitted)
+        metas.append(model.meta["cross_encoder_pretrain"])
+    assert len(calls) == 2  # the passes and order reuse the draw; another draw reads again
+    assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
+        (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
