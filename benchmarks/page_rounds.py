@@ -1,7 +1,9 @@
 """Stance accuracy on the page-shaped test records, by the writing round that produced them (data/README.md §5):
 the first 46 pages, the third round's (ids pm, pn, pp, pr), the fourth round's (ps, pt, pv, py) and the fifth
-round's (qa, qc, qe, qh). Shows whether a model trained with more rounds also got better on pages written before
-them.
+round's (qa, qc, qe, qh) and the sixth round's (ra, rc, re, rh: related stories about *another* occurrence that
+speak to the headline's claim). Shows whether a model trained with more rounds also got better on pages written
+before them. A second table gives the accuracy on the stories of each hard-case tag (data/README.md §2), e.g.
+`other_event_on_claim` against `same_entities_other_event`.
 
     python benchmarks/page_rounds.py MODEL_DIR [MODEL_DIR ...]
 """
@@ -17,8 +19,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = {"pm": "third", "pn": "third", "pp": "third", "pr": "third",
           "ps": "fourth", "pt": "fourth", "pv": "fourth", "py": "fourth",
-          "qa": "fifth", "qc": "fifth", "qe": "fifth", "qh": "fifth"}
-GROUPS = ("first", "third", "fourth", "fifth")
+          "qa": "fifth", "qc": "fifth", "qe": "fifth", "qh": "fifth",
+          "ra": "sixth", "rc": "sixth", "re": "sixth", "rh": "sixth"}
+GROUPS = ("first", "third", "fourth", "fifth", "sixth")
+TAGS = ("other_event_on_claim", "same_entities_other_event", "negation_in_unrelated", "disagree_no_negation",
+        "agree_paraphrase", "negation_in_agree", "same_event_other_claim")
 
 
 def main() -> None:
@@ -34,10 +39,12 @@ def main() -> None:
     records = [json.loads(line) for line in open(args.pages, encoding="utf-8") if line.strip()]
     rows = [(ROUNDS.get(r["id"][:2], "first"), r["headline"], join_text(s["title"], s.get("snippet")), s["stance"])
             for r in records for s in r["stories"]]
+    tag = np.array([s.get("hard") or "" for r in records for s in r["stories"]])
     group = np.array([g for g, *_ in rows])
     gold = np.array([label for *_, label in rows])
     print("| model | " + " | ".join(f"{g} pages: pairs, accuracy, related/unrelated" for g in GROUPS) + " |")
     print("|---" * (len(GROUPS) + 1) + "|")
+    by_tag = []
     for folder in args.models:
         model = load_model(Path(folder))
         unrelated = model.config.labels.unrelated
@@ -52,6 +59,12 @@ def main() -> None:
             related = np.mean((gold[m] == unrelated) == (pred[m] == unrelated))
             cells.append(f"{m.sum()}, {np.mean(gold[m] == pred[m]):.3f}, {related:.3f}")
         print(f"| {folder} | " + " | ".join(cells) + " |", flush=True)
+        by_tag.append((folder, [(int((tag == t).sum()), float(np.mean(gold[tag == t] == pred[tag == t])))
+                                if (tag == t).any() else (0, None) for t in TAGS]))
+    print("\n| model | " + " | ".join(f"{t}: pairs, accuracy" for t in TAGS) + " |")
+    print("|---" * (len(TAGS) + 1) + "|")
+    for folder, cells in by_tag:
+        print(f"| {folder} | " + " | ".join("0" if a is None else f"{n}, {a:.3f}" for n, a in cells) + " |")
 
 
 if __name__ == "__main__":
