@@ -102,7 +102,7 @@ def has_negation(text):
 def stance_records():
     """(split, record) for every stance record: the team's first corpus and the page-shaped one."""
     out = []
-    for folder in (DATA / "stance", PAGES):
+    for folder in (DATA / "stance", PAGES, PAGES / "other_event"):
         for split in ("train", "test"):
             out += [(split, r) for r in rows(folder / f"{split}.jsonl")]
     return out
@@ -130,8 +130,14 @@ def test_no_event_sits_in_both_splits():
         assert not {s.get("event") for s in r["stories"] if s.get("event") != r["event"]} & other, r["id"]
 
 
+def page_records():
+    """Every page-shaped record: the five rounds in stance/pages/ and the sixth in stance/pages/other_event/."""
+    return [r for folder in (PAGES, PAGES / "other_event") for split in ("train", "test")
+            for r in rows(folder / f"{split}.jsonl")]
+
+
 def test_page_shaped_corpus_counts_and_shape():
-    records = rows(PAGES / "train.jsonl") + rows(PAGES / "test.jsonl")
+    records = page_records()
     stories = [s for r in records for s in r["stories"]]
     assert len(records) >= 150 and len(stories) >= 3000
     assert {r["topic"] for r in records} == {"ukraine_war", "iran_protests", "uk_politics", "other"}
@@ -150,7 +156,7 @@ def test_page_shaped_corpus_counts_and_shape():
 
 
 def test_page_shaped_corpus_breaks_the_negation_shortcut():
-    stories = [s for r in rows(PAGES / "train.jsonl") + rows(PAGES / "test.jsonl") for s in r["stories"]]
+    stories = [s for r in page_records() for s in r["stories"]]
     share = {k: sum(has_negation(s["title"] + " " + s["snippet"]) for s in stories if s["stance"] == k)
              / sum(s["stance"] == k for s in stories) for k in ("agree", "disagree", "unrelated")}
     assert share["disagree"] <= 0.45 and share["agree"] >= 0.2 and share["unrelated"] >= 0.2, share
@@ -168,12 +174,12 @@ def test_story_length_does_not_give_the_label_away():
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.tree import DecisionTreeClassifier
 
-    def xy(path):
-        stories = [s for r in rows(path) for s in r["stories"]]
+    def xy(name):
+        stories = [s for folder in (PAGES, PAGES / "other_event") for r in rows(folder / name) for s in r["stories"]]
         X = [[len(f"{s['title']} {s.get('snippet', '')}".split())] for s in stories]
         return X, [s["stance"] == "unrelated" for s in stories]
 
-    X, y = xy(PAGES / "train.jsonl")
-    Xt, yt = xy(PAGES / "test.jsonl")
+    X, y = xy("train.jsonl")
+    Xt, yt = xy("test.jsonl")
     stump = DecisionTreeClassifier(max_depth=2, class_weight="balanced", random_state=0).fit(X, y)
     assert balanced_accuracy_score(yt, stump.predict(Xt)) < 0.65
