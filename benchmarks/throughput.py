@@ -86,7 +86,8 @@ def main() -> None:
         rows = sum(1 + len(d.related) for d in dumps)
         texts = [t for d in dumps for t in [d.text] + [r.text for r in d.related]]
         texts += pair_embedding_texts([d.headline for d in dumps for _ in d.related],
-                                      [r.text for d in dumps for r in d.related])
+                                      [r.text for d in dumps for r in d.related],
+                                      model.stance.context if model.stance is not None else "body")
         texts = list(dict.fromkeys(texts))
         print(f"{len(dumps)} dumps, {rows} rows; {len(texts)} distinct texts embedded (articles, related stories, "
               f"headlines); model {e.model}, batch {e.batch_size}", flush=True)

@@ -219,6 +219,7 @@ class CrossEncoderConfig(_Strict):
 class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
+    context: Literal["body", "sentences"] = "body"
     """Long bodies are split into sentences; features use the best-matching ones."""
     hard_negatives: int = Field(0, ge=0)
     """Pair every training headline with its k most similar stories of *other* events (embedding cosine),

@@ -96,6 +96,7 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                      precision=precision, frozen_layers=ce.frozen_layers,
                                      pretrain_epochs=ce.pretrain_epochs, pretrain_order=ce.pretrain_order)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
+                       context=st.context,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,
                        text_embedding=(config.labels.unrelated is None if st.text_embedding is None else st.text_embedding),
                        tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
@@ -172,7 +173,8 @@ def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str,
 
 def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
     """Stance labels and their (calibrated) probabilities."""
-    proba = model.stance.predict_proba(headlines, bodies, memoised(embed, pair_embedding_texts(headlines, bodies)))
+    texts = pair_embedding_texts(headlines, bodies, model.stance.context)
+    proba = model.stance.predict_proba(headlines, bodies, memoised(embed, texts))
     labels = model.stance.decide(proba)
     return labels, proba.max(axis=1) if len(proba) else np.zeros(0)
 
@@ -260,12 +262,12 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
             ce = st.cross_encoder
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
-                     config.seed, st.top_sentences, config.labels.model_dump(mode="json"),
+                     config.seed, st.top_sentences, st.context, config.labels.model_dump(mode="json"),
                      config.embedding.model_dump(mode="json")]
             key = json.dumps(parts, allow_nan=False)
             pretrain, drawn = _reuse(fitted, ("pretrain", key), lambda: pretraining_pairs(config, embedder, quiet))
             model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order}
-        embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies))
+        embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies, st.context))
         model.stance = stance.fit(
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
             tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
@@ -334,8 +336,10 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     counts = dict(sorted(Counter(p.label for p in drawn).items()))
     log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
-    contexts = best_sentences(headlines, bodies, memoised(embedder.encode, pair_embedding_texts(headlines, bodies)),
-                              config.stance.top_sentences)
+    context = config.stance.context
+    contexts = best_sentences(headlines, bodies,
+                              memoised(embedder.encode, pair_embedding_texts(headlines, bodies, context)),
+                              config.stance.top_sentences, context)
     return (headlines, contexts, [p.label for p in drawn]), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
                                                              "unrelated": ce.pretrain_unrelated}
 
@@ -385,7 +389,7 @@ def predict_dumps(model: Model, dumps: list[Dump], embedder: Embedder | None = N
     df = pd.DataFrame(rows, columns=["dump", "item", "kind", "title"])
     heads = [d.headline for d in dumps for _ in d.related]
     bodies = [r.text for d in dumps for r in d.related]
-    stance_texts = pair_embedding_texts(heads, bodies) if model.stance is not None else []
+    stance_texts = pair_embedding_texts(heads, bodies, model.stance.context) if model.stance is not None else []
     if not texts:
         return df.reindex(columns=PREDICTION_COLUMNS)
 

@@ -103,20 +103,38 @@ def segments(body: str) -> list[str]:
     return [body] if len(body) < WHOLE_BODY_CHARS else split_sentences(body)
 
 
-def pair_embedding_texts(headlines: list[str], bodies: list[str]) -> list[str]:
-    """Every distinct text ``pair_features`` embeds: the headlines and the bodies' segments."""
-    return list(dict.fromkeys(list(headlines) + [s for b in dict.fromkeys(bodies) for s in segments(b)]))
+CONTEXTS = ("body", "sentences")
 
 
-def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 3) -> list[str]:
-    """For each pair, the body's ``top_k`` sentences most similar to the headline, in body order."""
-    texts = pair_embedding_texts(headlines, bodies)
+def context_segments(body: str, context: str = "body") -> list[str]:
+    """What the cross-encoder's context is chosen from: ``body``, the body's ``segments`` (a short body whole);
+    ``sentences``, its sentences, however short the body."""
+    return split_sentences(body) if context == "sentences" else segments(body)
+
+
+def pair_embedding_texts(headlines: list[str], bodies: list[str], context: str = "body") -> list[str]:
+    """Every distinct text ``pair_features`` and ``best_sentences(..., context)`` embed: the headlines, the bodies'
+    segments and (``context="sentences"``) their sentences."""
+    unique = list(dict.fromkeys(bodies))
+    extra = [s for b in unique for s in split_sentences(b)] if context == "sentences" else []
+    return list(dict.fromkeys(list(headlines) + [s for b in unique for s in segments(b)] + extra))
+
+
+def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 3, context: str = "body") -> list[str]:
+    """For each pair, the cross-encoder's context: the ``top_k`` segments of the body (``context_segments``) most
+    similar to the headline. ``body``: in body order (a body under ``WHOLE_BODY_CHARS`` is one segment, so it is
+    read whole, from its start); ``sentences``: the most similar first, so that what a short window keeps is the
+    sentence closest to the claim, wherever the story puts it."""
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, not {context!r}")
+    texts = pair_embedding_texts(headlines, bodies, context)
     lookup = dict(zip(texts, embed(texts)))
     out = []
     for headline, body in zip(headlines, bodies):
-        sents = segments(body)
+        sents = context_segments(body, context)
         sims = np.stack([lookup[s] for s in sents]) @ lookup[headline]
-        out.append(" ".join(sents[j] for j in sorted(np.argsort(-sims, kind="stable")[:top_k])))
+        top = np.argsort(-sims, kind="stable")[:top_k]
+        out.append(" ".join(sents[j] for j in (top if context == "sentences" else sorted(top))))
     return out
 
 
@@ -425,6 +443,10 @@ class StanceModel:
 
     ``embed(texts) -> vectors`` is passed to ``fit`` / ``predict_proba`` / ``predict`` (the run's embedder).
 
+    The cross-encoder reads each pair as (headline, ``best_sentences`` of the body): ``top_k`` segments chosen by
+    ``context`` (``body``: a short body whole, from its start; ``sentences``: its sentences closest to the headline,
+    the closest first).
+
     Cross-encoder modes:
     - ``all``: it scores every pair on all labels; probabilities are ``weight * cross-encoder +
       (1 - weight) * features``. With ``weight="auto"`` the weight is chosen on a validation split.
@@ -440,7 +462,8 @@ class StanceModel:
     WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __init__(self, classifier: StanceClassifier | None = None, cross_encoder=None, mode: str = "all",
-                 weight: float | str = 0.5, top_k: int = 3, embedding_features: bool = True, text_embedding: bool = False,
+                 weight: float | str = 0.5, top_k: int = 3, context: str = "body", embedding_features: bool = True,
+                 text_embedding: bool = False,
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
                  refit_cross_encoder: bool = False, term_weights: bool = True, same_event: int = 0,
                  same_event_max_similarity: float | None = None, confidence_on_mined: bool = True,
@@ -450,6 +473,7 @@ class StanceModel:
         self.mode = mode
         self.weight = weight
         self.top_k = top_k
+        self.context = context
         self.embedding_features = embedding_features
         self.text_embedding = text_embedding
         self.calibrate = calibrate
@@ -486,7 +510,7 @@ class StanceModel:
         return memo[key]
 
     def _contexts(self, headlines, bodies, embed) -> list[str]:
-        return best_sentences(headlines, bodies, embed, self.top_k)
+        return best_sentences(headlines, bodies, embed, self.top_k, self.context)
 
     @property
     def _ce_inside(self) -> bool:
@@ -687,7 +711,7 @@ class StanceModel:
     def state(self) -> dict:
         """What ``stance.json`` holds: settings and learned scalars (the parts are saved beside it)."""
         return {
-            "mode": self.mode, "weight": self.weight, "top_k": self.top_k,
+            "mode": self.mode, "weight": self.weight, "top_k": self.top_k, "context": self.context,
             "embedding_features": self.embedding_features, "text_embedding": self.text_embedding,
             "calibrate": self.calibrate,
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
@@ -705,6 +729,7 @@ class StanceModel:
         self = cls(classifier=None, cross_encoder=None, **{k: state[k] for k in (
             "mode", "weight", "top_k", "embedding_features", "calibrate", "tune_scale", "validation_size",
             "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)),
+            context=str(state.get("context", "body")),  # models saved before the setting read bodies so
             same_event=int(state.get("same_event", 0)), same_event_max_similarity=state.get("same_event_max_similarity"),
             confidence_on_mined=bool(state.get("confidence_on_mined", True)))
         self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
@@ -725,6 +750,8 @@ class StanceModel:
             raise ValueError("stance.json: bias must hold one finite number per class")
         if not self.temperature_ > 0:
             raise ValueError("stance temperature must be positive")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"stance.json: context must be one of {CONTEXTS}, not {self.context!r}")
         return self
 
 

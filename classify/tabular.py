@@ -364,7 +364,7 @@ def predict_rows(model, rows: list[Row], embedder=None, quiet: bool = False) -> 
     texts = [r.text for r in rows]
     pairs = [i for i, r in enumerate(rows) if r.kind == "pair"]
     heads, bodies = [rows[i].headline for i in pairs], [rows[i].text for i in pairs]
-    stance_texts = pair_embedding_texts(heads, bodies) if model.stance is not None and pairs else []
+    stance_texts = pair_embedding_texts(heads, bodies, model.stance.context) if model.stance is not None and pairs else []
     vectors = embedder.encode(texts + stance_texts)
     lookup = dict(zip(texts + stance_texts, vectors))
     pipeline.topic_and_cluster(model, vectors[: len(texts)], df)

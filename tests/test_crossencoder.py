@@ -12,11 +12,12 @@ from classify.pipeline import predict_dumps, train
 from test_dumps import SAMPLE
 
 
-@pytest.mark.parametrize("labels, classes", [("related", ["agree", "disagree", "discuss"]),
-                                             ("all", ["agree", "disagree", "discuss", "unrelated"])])
-def test_cross_encoder_trains_saves_and_predicts(tmp_path, tiny_config, fake_embedder, labels, classes):
+@pytest.mark.parametrize("labels, classes, context", [("related", ["agree", "disagree", "discuss"], "body"),
+                                                      ("all", ["agree", "disagree", "discuss", "unrelated"], "body"),
+                                                      ("all", ["agree", "disagree", "discuss", "unrelated"], "sentences")])
+def test_cross_encoder_trains_saves_and_predicts(tmp_path, tiny_config, fake_embedder, labels, classes, context):
     raw = tiny_config.model_dump()
-    raw["stance"].update(two_stage=True, calibrate=False, cross_encoder={
+    raw["stance"].update(two_stage=True, calibrate=False, context=context, cross_encoder={
         "enabled": True, "labels": labels, "weight": 0.5, "epochs": 2, "batch_size": 4, "max_length": 48})
     config = validate_config(raw, check_files=False)
     model = train(config, quiet=True, embedder=fake_embedder)
@@ -25,6 +26,7 @@ def test_cross_encoder_trains_saves_and_predicts(tmp_path, tiny_config, fake_emb
     d = save_model(model, tmp_path / "m")
     assert (d / "cross_encoder.safetensors").is_file()
     loaded = load_model(d)
+    assert model.stance.context == loaded.stance.context == context
     dumps = [parse_dump(SAMPLE, "a.txt")]
     before = predict_dumps(model, dumps, embedder=fake_embedder)
     after = predict_dumps(loaded, dumps, embedder=fake_embedder)

@@ -181,6 +181,21 @@ def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path
     assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
 
 
+def test_pretraining_contexts_are_chosen_as_the_model_chooses_its_own(tmp_path, tiny_config, fake_embedder):
+    """``stance.context`` reaches the pretraining pairs: the cross-encoder must read FNC-1's articles as it reads ours."""
+    from classify.pipeline import pretraining_pairs
+
+    body = "Stocks rose on Tuesday. Pope says aliens exist, critics say. Rain is due on Friday."
+    raw = tiny_config.model_dump()
+    raw["stance"]["top_sentences"] = 1
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, [("Pope says aliens exist",
+                                                                                        body, "discuss")])]}
+    for context, expected in (("body", body), ("sentences", "Pope says aliens exist, critics say.")):
+        raw["stance"]["context"] = context
+        (_, contexts, _), _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+        assert contexts == [expected], context
+
+
 def test_pretraining_settings_are_saved_with_the_weights(tmp_path):
     ce = CrossEncoder(**SETTINGS, pretrain_epochs=2, pretrain_order="mixed").fit(HEADS, STORIES, LABELS, pretrain=PRE)
     ce.save(tmp_path)
@@ -250,5 +265,9 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
                                       embedder=fake_embedder, fitted=fitted)
         metas.append(model.meta["cross_encoder_pretrain"])
     assert len(calls) == 2  # the passes and order reuse the draw; another draw reads again
+    raw["stance"]["context"] = "sentences"  # the contexts it holds are chosen by stance.context: read again
+    pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                          fitted=fitted)
+    assert len(calls) == 3
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]

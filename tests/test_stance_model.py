@@ -353,6 +353,61 @@ def test_best_sentences_by_hand():
     assert best_sentences(["The headline"], ["Short body."], embed=lambda ts: np.ones((len(ts), 2))) == ["Short body."]
 
 
+def test_sentence_context_splits_short_stories_and_puts_the_closest_sentence_first():
+    """``context="sentences"``: a story under WHOLE_BODY_CHARS is split too, and its top_k sentences come most similar
+    first, so that a 64-piece window keeps the sentence about the claim even when the story puts it last; the
+    default ("body") reads a short story whole, from its start; the texts to embed hold every sentence."""
+    from classify.stance import WHOLE_BODY_CHARS, best_sentences, pair_embedding_texts
+
+    story = ["Stoltenberg warns Moscow over Finland.", "Allies would act if Sweden came under pressure.",
+             "He also said Iran had supplied Russia with drones."]
+    body = " ".join(story)
+    assert len(body) < WHOLE_BODY_CHARS
+    sims = dict(zip(story, [0.2, 0.1, 0.9]))
+
+    def embed(texts):
+        c = np.array([1.0 if t == "Iran supplies drones" else sims.get(t, 0.0) for t in texts])
+        return np.stack([c, np.sqrt(1 - c * c)], axis=1)
+
+    h = ["Iran supplies drones"]
+    assert best_sentences(h, [body], embed, top_k=2, context="sentences") == [f"{story[2]} {story[0]}"]
+    assert best_sentences(h, [body], embed, top_k=3, context="sentences") == [" ".join(story[j] for j in (2, 0, 1))]
+    assert best_sentences(h, [body], lambda ts: np.ones((len(ts), 2)), top_k=2) == [body]
+    assert set(story) <= set(pair_embedding_texts(h, [body], "sentences"))
+    assert not set(story) & set(pair_embedding_texts(h, [body]))
+    long_body = " ".join(f"Sentence {i} " + "word " * 60 + "end." for i in range(4))
+    assert len(long_body) >= WHOLE_BODY_CHARS
+    long_sims = {s: v for s, v in zip(long_body.replace("end. ", "end.|").split("|"), [0.1, 0.8, 0.3, 0.9])}
+
+    def embed_long(texts):
+        c = np.array([1.0 if t == "H" else long_sims[t] for t in texts])
+        return np.stack([c, np.sqrt(1 - c * c)], axis=1)
+    parts = list(long_sims)
+    assert best_sentences(["H"], [long_body], embed_long, top_k=2) == [f"{parts[1]} {parts[3]}"]  # body order
+    assert best_sentences(["H"], [long_body], embed_long, top_k=2, context="sentences") == [f"{parts[3]} {parts[1]}"]
+    with pytest.raises(ValueError, match="context"):
+        best_sentences(h, [body], embed, context="lead")
+
+
+def test_the_stance_model_gives_its_cross_encoder_the_context_it_is_set_to():
+    story = "A first sentence about something else. The second sentence is the one about the claim."
+    seen = {}
+
+    class Recording(FixedCrossEncoder):
+        def predict_proba(self, headlines, contexts):
+            seen["contexts"] = list(contexts)
+            return super().predict_proba(headlines, contexts)
+
+    def embed(texts):
+        c = np.array([1.0 if t in ("Claim", "The second sentence is the one about the claim.") else 0.1 for t in texts])
+        return np.stack([c, np.sqrt(1 - c * c)], axis=1)
+    for context, expected in (("body", story), ("sentences", "The second sentence is the one about the claim.")):
+        m = fitted(FixedClassifier([[0.25] * 4]), Recording([[0.5, 0.5, 0.0]], classes=CLASSES[:3]))
+        m.top_k, m.context = 1, context
+        m.predict_proba(["Claim"], [story], embed)
+        assert seen["contexts"] == [expected], context
+
+
 def test_fit_temperature_searches_the_given_grid_only():
     proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
     gold = np.array([0, 1, 1])
@@ -378,7 +433,8 @@ def test_documented_defaults():
         "validation_size": 0.2, "scale_grid": (0.5, 1.0, 2.0, 4.0, 8.0), "random_state": 0, "show_progress": False}
 
 
-SETTINGS = {"mode": "related", "weight": 0.3, "top_k": 5, "embedding_features": False, "text_embedding": True,
+SETTINGS = {"mode": "related", "weight": 0.3, "top_k": 5, "context": "sentences", "embedding_features": False,
+            "text_embedding": True,
             "calibrate": True, "tune_scale": True, "validation_size": 0.3, "refit_cross_encoder": True,
             "term_weights": False, "same_event": 6, "same_event_max_similarity": 0.55, "random_state": 7}
 
@@ -409,14 +465,14 @@ def test_state_round_trip_keeps_every_setting_and_learned_value():
 
 def test_state_from_older_models_and_damaged_ones():
     m, state = _stateful()
-    for key in ("bias", "text_embedding", "validation"):
+    for key in ("bias", "text_embedding", "validation", "context"):
         del state[key]
     old = StanceModel.from_state(state, m.classifier_, None)
     np.testing.assert_array_equal(old.bias_, np.zeros(4))
-    assert old.text_embedding is False and old.validation_ is None
+    assert old.text_embedding is False and old.validation_ is None and old.context == "body"
     bad = [({"term_weights": True}, "no term weights"), ({"classes": ["agree", "disagree", "discuss", "other"]}, "classes"),
            ({"class_scale": [1, 1, 1]}, "classes"), ({"bias": [0, 0, 0]}, "bias"), ({"bias": [0, 0, float("nan"), 0]}, "bias"),
-           ({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature")]
+           ({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature"), ({"context": "lead"}, "context")]
     for change, words in bad:
         m, state = _stateful(**change)
         with pytest.raises(ValueError, match=words):
