@@ -29,14 +29,17 @@ TAGS = ("other_event_on_claim", "same_entities_other_event", "negation_in_unrela
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
-    ap.add_argument("--pages", default=str(ROOT / "data" / "stance" / "pages" / "test.jsonl"))
+    ap.add_argument("--pages", action="append", help="page-shaped JSONL file (repeat; default: the test files of "
+                    "data/stance/pages/ and data/stance/pages/other_event/)")
     args = ap.parse_args()
+    pages = args.pages or [str(ROOT / "data" / "stance" / "pages" / "test.jsonl"),
+                           str(ROOT / "data" / "stance" / "pages" / "other_event" / "test.jsonl")]
 
     from classify.dumps import join_text
     from classify.model import load_model
     from classify.pipeline import make_embedder, stance_predict
 
-    records = [json.loads(line) for line in open(args.pages, encoding="utf-8") if line.strip()]
+    records = [json.loads(line) for path in pages for line in open(path, encoding="utf-8") if line.strip()]
     rows = [(ROUNDS.get(r["id"][:2], "first"), r["headline"], join_text(s["title"], s.get("snippet")), s["stance"])
             for r in records for s in r["stories"]]
     tag = np.array([s.get("hard") or "" for r in records for s in r["stories"]])
