@@ -219,8 +219,10 @@ class CrossEncoderConfig(_Strict):
 class StanceConfig(_Strict):
     enabled: bool = True
     top_sentences: int = Field(3, ge=1)
-    context: Literal["body", "sentences"] = "body"
     """Long bodies are split into sentences; features use the best-matching ones."""
+    context: Literal["body", "sentences"] = "body"
+    """What the cross-encoder reads of a story: ``body`` (a short story whole, from its start) or ``sentences``
+    (its ``top_sentences`` sentences closest to the headline, the closest first)."""
     hard_negatives: int = Field(0, ge=0)
     """Pair every training headline with its k most similar stories of *other* events (embedding cosine),
     labelled unrelated: the way a site's recommender fills a real page with close but different stories."""

@@ -218,7 +218,9 @@ def test_pretraining_settings_reach_the_cross_encoder(tiny_config):
         validate_config(raw, check_files=False)
 
 
-def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config, fake_embedder, monkeypatch):
+def _counted_pretraining(tmp_path, tiny_config, monkeypatch):
+    """A tiny config that pretrains on PRE, its training corpus, and the list every read of the pretraining data
+    (``pipeline.pretraining_pairs``) appends to."""
     import classify.pipeline as pipeline
     from classify.data import load_corpus
 
@@ -230,7 +232,13 @@ def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config
         "enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
         "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))], "pretrain_pairs": 4})
     config = validate_config(raw, check_files=False)
-    corpus = load_corpus(config.data.train, config)
+    return raw, config, load_corpus(config.data.train, config), calls
+
+
+def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config, fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+
+    raw, config, corpus, calls = _counted_pretraining(tmp_path, tiny_config, monkeypatch)
     fitted = {}
     first = pipeline.train_corpus(config, corpus, quiet=True, embedder=fake_embedder, fitted=fitted)
     raw["stance"]["cross_encoder"]["weight"] = 0.25  # another setting, the same pretraining pairs
@@ -246,17 +254,8 @@ def test_settings_of_a_fold_read_the_pretraining_data_once(tmp_path, tiny_config
 def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settings(tmp_path, tiny_config,
                                                                                    fake_embedder, monkeypatch):
     import classify.pipeline as pipeline
-    from classify.data import load_corpus
 
-    calls = []
-    original = pipeline.pretraining_pairs
-    monkeypatch.setattr(pipeline, "pretraining_pairs", lambda *a, **k: calls.append(1) or original(*a, **k))
-    raw = tiny_config.model_dump()
-    raw["stance"].update(calibrate=False, cross_encoder={
-        "enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
-        "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))], "pretrain_pairs": 4})
-    config = validate_config(raw, check_files=False)
-    corpus = load_corpus(config.data.train, config)
+    raw, _, corpus, calls = _counted_pretraining(tmp_path, tiny_config, monkeypatch)
     fitted = {}
     metas = []
     for change in ({}, {"pretrain_epochs": 2.0, "pretrain_order": "mixed"}, {"pretrain_unrelated": "closest"}):
