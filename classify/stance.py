@@ -115,9 +115,8 @@ def context_segments(body: str, context: str = "body") -> list[str]:
 def pair_embedding_texts(headlines: list[str], bodies: list[str], context: str = "body") -> list[str]:
     """Every distinct text ``pair_features`` and ``best_sentences(..., context)`` embed: the headlines, the bodies'
     segments and (``context="sentences"``) their sentences."""
-    unique = list(dict.fromkeys(bodies))
-    extra = [s for b in unique for s in split_sentences(b)] if context == "sentences" else []
-    return list(dict.fromkeys(list(headlines) + [s for b in unique for s in segments(b)] + extra))
+    unique = dict.fromkeys(bodies)
+    return list(dict.fromkeys(list(headlines) + [s for b in unique for s in segments(b) + context_segments(b, context)]))
 
 
 def best_sentences(headlines: list[str], bodies: list[str], embed, top_k: int = 3, context: str = "body") -> list[str]:
