@@ -209,6 +209,10 @@ class CrossEncoderConfig(_Strict):
     pretrain_order: Literal["before", "mixed"] = "before"
     """`before`: the pretraining pairs first (their own warm-up and decay), then data.train's; `mixed`: their
     batches spread at random among data.train's in one run (nothing of them is left to be overwritten)."""
+    pretrain_classifier_words: int = Field(0, ge=0)
+    """0: the feature classifier learns from data.train alone. N: it also learns from the drawn pretraining pairs,
+    each article cut to its first N words, as a "Recommended Stories" snippet shows it (30-130 words): real
+    reporting for the part that weighs similarities and cue words too. Never validated on."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX
@@ -289,6 +293,10 @@ class Config(_Strict):
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
+        if ce.pretrain_classifier_words and not (ce.enabled and ce.pretrain):
+            raise ValueError("stance.cross_encoder.pretrain_classifier_words: the feature classifier learns from the "
+                             "cross-encoder's pretraining pairs; name them in stance.cross_encoder.pretrain (with "
+                             "the cross-encoder enabled) or set it to 0")
         if ce.precision == "bf16" and ce.device.startswith("mps"):
             raise ValueError("stance.cross_encoder.precision: bf16 is not available on mps; use fp32 there")
         return self

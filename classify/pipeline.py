@@ -263,16 +263,24 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             ce = st.cross_encoder
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
                      config.seed, st.top_sentences, st.context, config.labels.model_dump(mode="json"),
-                     config.embedding.model_dump(mode="json")]
+                     config.embedding.model_dump(mode="json"), ce.pretrain_classifier_words]
             key = json.dumps(parts, allow_nan=False)
-            pretrain, drawn = _reuse(fitted, ("pretrain", key), lambda: pretraining_pairs(config, embedder, quiet))
-            model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order}
-        embed = memoised(embedder.encode, pair_embedding_texts(headlines, bodies, st.context))
+            pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
+                                                          lambda: pretraining_pairs(config, embedder, quiet))
+            model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order,
+                                                    "classifier_words": ce.pretrain_classifier_words}
+        else:
+            classifier_pretrain = None
+        texts = pair_embedding_texts(headlines, bodies, st.context)
+        if classifier_pretrain is not None:
+            texts += pair_embedding_texts(classifier_pretrain[0], classifier_pretrain[1], st.context)
+        embed = memoised(embedder.encode, texts)
         model.stance = stance.fit(
             headlines, bodies, [p.label for p in pairs], embed, groups=[p.group or p.headline for p in pairs],
             tune_on=[p.view == "full" and p.mined <= st.validation_hard_negatives for p in pairs],
             train_on=[p.mined <= st.hard_negatives for p in pairs],
-            body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs], pretrain=pretrain)
+            body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs], pretrain=pretrain,
+            classifier_pretrain=classifier_pretrain)
 
     log_long_texts(embedder, quiet)
     model.meta = {
@@ -319,7 +327,8 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
     how it was trained on). With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
     whose body's opening (its first 1,000 characters, embedded) is closest to the headline: a recommender's picks
-    among stories the data labels as another claim's."""
+    among stories the data labels as another claim's. Third: with ``pretrain_classifier_words`` N, the same pairs
+    as the feature classifier reads them, (headlines, each body's first N words, labels); else None."""
     ce = config.stance.cross_encoder
     loaded = load_corpus(ce.pretrain, config).pairs
     if not loaded:
@@ -340,8 +349,11 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     contexts = best_sentences(headlines, bodies,
                               memoised(embedder.encode, pair_embedding_texts(headlines, bodies, context)),
                               config.stance.top_sentences, context)
-    return (headlines, contexts, [p.label for p in drawn]), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
-                                                             "unrelated": ce.pretrain_unrelated}
+    labels = [p.label for p in drawn]
+    words = ce.pretrain_classifier_words
+    snippets = (headlines, [" ".join(b.split()[:words]) for b in bodies], labels) if words else None
+    return ((headlines, contexts, labels), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
+                                            "unrelated": ce.pretrain_unrelated}, snippets)
 
 
 def _inputs_key(config: Config, corpus: Corpus) -> str:

@@ -520,11 +520,15 @@ class StanceModel:
                     or (self._ce_inside and self.tune_scale))
 
     def _fit_parts(self, F, headlines, contexts, y, groups, unrelated, with_ce: bool = True, stories=None,
-                   pretrain=None):
+                   pretrain=None, classifier_extra=None):
         clf = clone(self.classifier)
         if self._validates():
             clf.set_params(tune_scale=False)  # the class scales are tuned on the mixed probabilities instead
-        clf.fit(F, y, groups=groups)
+        if classifier_extra is not None:  # (features, labels, groups) it also learns from, never validated on
+            clf.fit(np.vstack([F, classifier_extra[0]]), np.concatenate([y, classifier_extra[1]]),
+                    groups=np.concatenate([np.asarray(groups, dtype=object), classifier_extra[2]]))
+        else:
+            clf.fit(F, y, groups=groups)
         ce = None
         if with_ce and self.cross_encoder is not None:
             keep = np.arange(len(y)) if self.mode == "all" else np.flatnonzero(y != unrelated)
@@ -565,7 +569,8 @@ class StanceModel:
 
     # -- estimator API ----------------------------------------------------------------------------------
     def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
-            tune_on=None, body_events=None, train_on=None, written=None, pretrain=None) -> "StanceModel":
+            tune_on=None, body_events=None, train_on=None, written=None, pretrain=None,
+            classifier_pretrain=None) -> "StanceModel":
         """``groups`` (event or headline of each pair) keep a group on one side of the validation split;
         ``tune_on`` (a mask; default all) names the pairs whose validation part may tune the weight, scales and
         calibration (e.g. only the full stories when training also sees shortened views: tune on what is
@@ -576,7 +581,9 @@ class StanceModel:
         validate on: unless ``confidence_on_mined``, the temperature is fitted on the written validation pairs
         alone (see ``_tune``); ``pretrain`` (optional) ``(headlines, contexts, labels)`` the cross-encoder also trains
         on, before the pairs or mixed among them (its ``pretrain_order``; contexts as it reads them:
-        ``best_sentences``)."""
+        ``best_sentences``); ``classifier_pretrain`` (optional) ``(headlines, bodies, labels)`` the feature
+        classifier also learns from, in every fit (never validated on; pairs of a label outside the data's are
+        left out)."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -592,6 +599,15 @@ class StanceModel:
         self.temperature_ = 1.0
         self.bias_ = np.zeros(len(self.classes_))
         self.validation_ = None
+        extra = None
+        if classifier_pretrain is not None:
+            keep = [i for i, label in enumerate(classifier_pretrain[2]) if label in set(self.classes_.tolist())]
+            if keep:
+                extra_heads = [classifier_pretrain[0][i] for i in keep]
+                extra = (self.features(extra_heads, [classifier_pretrain[1][i] for i in keep], embed),
+                         np.asarray([classifier_pretrain[2][i] for i in keep]),
+                         np.asarray(["pretrain\x00" + h for h in extra_heads], dtype=object))
+            self._say(f"feature classifier: {len(keep)} pretraining pairs besides the data's")
         ce = None
         events = list(body_events) if body_events is not None else None
         take = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
@@ -620,14 +636,15 @@ class StanceModel:
                                 f"leaves no pair labelled {missing[0]!r} to fit on; use more training data, another "
                                 "seed, or stance.calibrate: false (and no cross_encoder weight auto / tune_class_scale)")
             clf, ce = self._fit_parts(F[fit_idx], take(headlines, fit_idx), take(contexts, fit_idx), y[fit_idx],
-                                      groups[fit_idx], unrelated, stories=stories(fit_idx), pretrain=pretrain)
+                                      groups[fit_idx], unrelated, stories=stories(fit_idx), pretrain=pretrain,
+                                      classifier_extra=extra)
             self._tune(clf, ce, F[val_idx], take(headlines, val_idx), take(contexts, val_idx), y[val_idx],
                        written=val_written)
         refit_ce = ce is None or self.refit_cross_encoder
         idx = np.flatnonzero(trainable)
         self.classifier_, new_ce = self._fit_parts(F[idx], take(headlines, idx), take(contexts, idx), y[idx],
                                                    groups[idx], unrelated, with_ce=refit_ce, stories=stories(idx),
-                                                   pretrain=pretrain)
+                                                   pretrain=pretrain, classifier_extra=extra)
         self.cross_encoder_ = new_ce if refit_ce else ce
         if not self._validates():
             self.class_scale_ = np.asarray(self.classifier_.class_scale_, dtype=float)

@@ -175,7 +175,7 @@ def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 4,
                                       "pretrain_unrelated": "closest"}
-    (heads, contexts, labels), info = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
+    (heads, contexts, labels), info, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
                                                         quiet=True)
     assert info["unrelated"] == "closest" and labels.count("unrelated") == 1
     assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
@@ -192,7 +192,7 @@ def test_pretraining_contexts_are_chosen_as_the_model_chooses_its_own(tmp_path, 
                                                                                         body, "discuss")])]}
     for context, expected in (("body", body), ("sentences", "Pope says aliens exist, critics say.")):
         raw["stance"]["context"] = context
-        (_, contexts, _), _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+        (_, contexts, _), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
         assert contexts == [expected], context
 
 
@@ -270,3 +270,53 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     assert len(calls) == 3
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
+
+
+def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_path, tiny_config, fake_embedder):
+    from classify.pipeline import pretraining_pairs
+
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))],
+                                      "pretrain_pairs": 4}
+    (heads, _, labels), _, none = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+    assert none is None  # 0 (the default): the feature classifier learns from data.train alone
+    raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 3
+    (_, _, same), _, snippets = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+    full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
+    assert snippets[0] == heads and snippets[2] == labels == same and len(heads) == 4
+    assert snippets[1] == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]
+
+
+def test_classifier_pretraining_needs_pretraining_pairs(tiny_config):
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain_classifier_words": 60}
+    with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_classifier_words"):
+        validate_config(raw, check_files=False)
+
+
+def test_the_feature_classifier_learns_from_the_pretraining_pairs_in_every_fit(fake_embedder):
+    """``classifier_pretrain`` rows join the data's in the fitted part's classifier (so they move the validation
+    probabilities the weight and calibration are tuned on) and in the final one, with their own labels; a label
+    outside the data's is left out."""
+    from sklearn.base import clone
+
+    from classify.stance import StanceClassifier, StanceModel
+
+    heads = [f"Claim number {i} about the dam" for i in range(24)]
+    bodies = [f"Story {i} says the dam {'was' if i % 3 else 'was not'} hit" for i in range(24)]
+    labels = ["agree", "disagree", "unrelated"] * 8
+    pre = (["Pope says aliens exist"] * 6 + ["Singer dies in crash"] * 6,
+           [f"Report {i}: the Vatican {'denies' if i % 2 else 'confirms'} it" for i in range(12)],
+           ["disagree", "agree"] * 5 + ["discuss", "discuss"])  # discuss: not a label of the data
+    clf = StanceClassifier(C=1.0, max_iter=500)
+    embed = fake_embedder.encode
+    plain = StanceModel(clf, calibrate=True, random_state=0).fit(heads, bodies, labels, embed)
+    model = StanceModel(clf, calibrate=True, random_state=0).fit(heads, bodies, labels, embed,
+                                                               classifier_pretrain=pre)
+    F = model.features(heads + pre[0][:10], bodies + pre[1][:10], embed)
+    expected = clone(clf).fit(F, np.array(labels + pre[2][:10]))
+    X = model.features(pre[0], pre[1], embed)
+    np.testing.assert_allclose(model.classifier_.predict_proba(X), expected.predict_proba(X))
+    assert not np.allclose(plain.classifier_.predict_proba(X), model.classifier_.predict_proba(X))
+    assert list(model.classes_) == ["agree", "disagree", "unrelated"]
+    assert model.validation_ != plain.validation_  # the fitted part learnt from them too
