@@ -268,6 +268,10 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 3
+    raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 3  # snippets for the feature classifier: again
+    pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                          fitted=fitted)
+    assert len(calls) == 4
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
 
@@ -320,3 +324,28 @@ def test_the_feature_classifier_learns_from_the_pretraining_pairs_in_every_fit(f
     assert not np.allclose(plain.classifier_.predict_proba(X), model.classifier_.predict_proba(X))
     assert list(model.classes_) == ["agree", "disagree", "unrelated"]
     assert model.validation_ != plain.validation_  # the fitted part learnt from them too
+
+
+def test_train_gives_the_feature_classifier_the_pretraining_snippets(tmp_path, tiny_config, fake_embedder,
+                                                                     monkeypatch):
+    import classify.stance as stance
+
+    seen = []
+    original = stance.StanceModel.fit
+    monkeypatch.setattr(stance.StanceModel, "fit", lambda self, *a, **k: seen.append(k.get("classifier_pretrain"))
+                        or original(self, *a, **k))
+    rows = list(zip(*PRE))
+    raw = tiny_config.model_dump()
+    ce = {"enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
+          "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 6}
+    raw["stance"].update(calibrate=False, cross_encoder=ce)
+    plain = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 4
+    model = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    assert seen[0] is None and sorted(zip(seen[1][0], seen[1][2])) == sorted((h, y) for h, _, y in rows)
+    assert all(len(s.split()) <= 4 for s in seen[1][1])
+    assert plain.meta["cross_encoder_pretrain"]["classifier_words"] == 0
+    assert model.meta["cross_encoder_pretrain"]["classifier_words"] == 4
+    h, b = ["Pope says aliens exist"], ["Vatican denies it."]
+    F = model.stance.features(h, b, fake_embedder.encode)
+    assert not np.allclose(model.stance.classifier_.predict_proba(F), plain.stance.classifier_.predict_proba(F))
