@@ -213,6 +213,10 @@ class CrossEncoderConfig(_Strict):
     """0: the feature classifier learns from data.train alone. N: it also learns from the drawn pretraining pairs,
     each article cut to its first N words, as a "Recommended Stories" snippet shows it (30-130 words): real
     reporting for the part that weighs similarities and cue words too. Never validated on."""
+    pretrain_classifier_stage: Literal["related", "all"] = "related"
+    """Which part of the feature classifier learns from those snippets: `related` (needs stance.two_stage) its
+    second stage only, which related label, so data.train alone decides what is related; `all` both stages (or
+    the one-stage classifier)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX
@@ -297,6 +301,9 @@ class Config(_Strict):
             raise ValueError("stance.cross_encoder.pretrain_classifier_words: the feature classifier learns from the "
                              "cross-encoder's pretraining pairs; name them in stance.cross_encoder.pretrain (with "
                              "the cross-encoder enabled) or set it to 0")
+        if ce.pretrain_classifier_words and ce.pretrain_classifier_stage == "related" and not self.stance.two_stage:
+            raise ValueError("stance.cross_encoder.pretrain_classifier_stage: related teaches the second stage of a "
+                             "two-stage classifier; set stance.two_stage: true or pretrain_classifier_stage: all")
         if ce.precision == "bf16" and ce.device.startswith("mps"):
             raise ValueError("stance.cross_encoder.precision: bf16 is not available on mps; use fp32 there")
         return self

@@ -102,7 +102,9 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                        tune_scale=st.tune_class_scale, validation_size=st.validation_size, refit_cross_encoder=ce.refit,
                        term_weights=st.term_weights, same_event=ce.same_event,
                        same_event_max_similarity=st.hard_negative_max_similarity,
-                       confidence_on_mined=st.confidence_on_mined, random_state=config.seed, log=None if quiet else log)
+                       confidence_on_mined=st.confidence_on_mined,
+                       classifier_pretrain_stage=ce.pretrain_classifier_stage, random_state=config.seed,
+                       log=None if quiet else log)
 
 
 def memoised(embed, texts: list[str]):
@@ -268,7 +270,8 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
                                                           lambda: pretraining_pairs(config, embedder, quiet))
             model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order,
-                                                    "classifier_words": ce.pretrain_classifier_words}
+                                                    "classifier_words": ce.pretrain_classifier_words,
+                                                    "classifier_stage": ce.pretrain_classifier_stage}
         else:
             classifier_pretrain = None
         texts = pair_embedding_texts(headlines, bodies, st.context)

@@ -327,16 +327,22 @@ class StanceClassifier(ClassifierMixin, BaseEstimator):
         return make_pipeline(StandardScaler(), LogisticRegression(
             C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state))
 
-    def fit(self, X, y, groups=None):
-        """``groups`` (e.g. the headline of each pair) keep a group on one side of the validation split."""
+    def fit(self, X, y, groups=None, second_stage_only=None):
+        """``groups`` (e.g. the headline of each pair) keep a group on one side of the validation split.
+        ``second_stage_only`` (a mask; ``two_stage`` only): rows only the second stage learns from (e.g. other
+        data's pairs that may teach which related label, but not what is related)."""
         y = np.asarray(y)
+        only2 = np.zeros(len(y), dtype=bool) if second_stage_only is None else np.asarray(second_stage_only, dtype=bool)
+        if only2.any() and not self.two_stage:
+            raise ValueError("second_stage_only needs two_stage=True")
         self.classes_ = np.unique(y)
         self.class_scale_ = np.ones(len(self.classes_))
         if self.tune_scale:
-            self.class_scale_ = self._tune_scale(X, y, groups)
+            self.class_scale_ = self._tune_scale(X[~only2], y[~only2],
+                                                 None if groups is None else np.asarray(groups)[~only2])
         if self.two_stage:
             related = y != self.unrelated_label
-            self.stage1_ = self._fit_base(X, related, "stance classifier, related or not")
+            self.stage1_ = self._fit_base(X[~only2], related[~only2], "stance classifier, related or not")
             self.stage2_ = self._fit_base(X[related], y[related], "stance classifier, related pairs")
         else:
             self.model_ = self._fit_base(X, y, "stance classifier")
@@ -466,7 +472,7 @@ class StanceModel:
                  calibrate: bool = False, tune_scale: bool = False, validation_size: float = 0.2,
                  refit_cross_encoder: bool = False, term_weights: bool = True, same_event: int = 0,
                  same_event_max_similarity: float | None = None, confidence_on_mined: bool = True,
-                 random_state: int = 0, log=None):
+                 classifier_pretrain_stage: str = "related", random_state: int = 0, log=None):
         self.classifier = classifier
         self.cross_encoder = cross_encoder
         self.mode = mode
@@ -483,6 +489,7 @@ class StanceModel:
         self.same_event = same_event
         self.same_event_max_similarity = same_event_max_similarity
         self.confidence_on_mined = confidence_on_mined
+        self.classifier_pretrain_stage = classifier_pretrain_stage
         self.random_state = random_state
         self.log = log
 
@@ -525,8 +532,12 @@ class StanceModel:
         if self._validates():
             clf.set_params(tune_scale=False)  # the class scales are tuned on the mixed probabilities instead
         if classifier_extra is not None:  # (features, labels, groups) it also learns from, never validated on
+            only2 = None
+            if self.classifier_pretrain_stage == "related":  # which related label only: the data decides relatedness
+                only2 = np.r_[np.zeros(len(y), dtype=bool), np.ones(len(classifier_extra[1]), dtype=bool)]
             clf.fit(np.vstack([F, classifier_extra[0]]), np.concatenate([y, classifier_extra[1]]),
-                    groups=np.concatenate([np.asarray(groups, dtype=object), classifier_extra[2]]))
+                    groups=np.concatenate([np.asarray(groups, dtype=object), classifier_extra[2]]),
+                    second_stage_only=only2)
         else:
             clf.fit(F, y, groups=groups)
         ce = None
@@ -583,7 +594,8 @@ class StanceModel:
         on, before the pairs or mixed among them (its ``pretrain_order``; contexts as it reads them:
         ``best_sentences``); ``classifier_pretrain`` (optional) ``(headlines, bodies, labels)`` the feature
         classifier also learns from, in every fit (never validated on; pairs of a label outside the data's are
-        left out)."""
+        left out): with ``classifier_pretrain_stage="related"`` (a ``two_stage`` classifier) only its second stage,
+        which related label, learns from them; with ``"all"`` every part of it."""
         y = np.asarray(labels)
         groups = np.asarray(groups if groups is not None else headlines)
         unrelated = self.classifier.unrelated_label
@@ -733,7 +745,8 @@ class StanceModel:
             "tune_scale": self.tune_scale, "validation_size": self.validation_size,
             "refit_cross_encoder": self.refit_cross_encoder, "term_weights": self.term_weights,
             "same_event": self.same_event, "same_event_max_similarity": self.same_event_max_similarity,
-            "confidence_on_mined": self.confidence_on_mined, "random_state": self.random_state,
+            "confidence_on_mined": self.confidence_on_mined, "classifier_pretrain_stage": self.classifier_pretrain_stage,
+            "random_state": self.random_state,
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
             "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_],
@@ -747,7 +760,8 @@ class StanceModel:
             "refit_cross_encoder", "term_weights", "random_state")}, text_embedding=bool(state.get("text_embedding", False)),
             context=str(state.get("context", "body")),  # models saved before the setting read bodies so
             same_event=int(state.get("same_event", 0)), same_event_max_similarity=state.get("same_event_max_similarity"),
-            confidence_on_mined=bool(state.get("confidence_on_mined", True)))
+            confidence_on_mined=bool(state.get("confidence_on_mined", True)),
+            classifier_pretrain_stage=str(state.get("classifier_pretrain_stage", "related")))
         self.classifier_, self.cross_encoder_, self.term_weights_ = classifier, cross_encoder, term_weights
         if self.term_weights and term_weights is None:
             raise ValueError("stance.skops holds no term weights but stance.json expects them")

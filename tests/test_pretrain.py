@@ -268,7 +268,7 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 3
-    raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 3  # snippets for the feature classifier: again
+    raw["stance"]["cross_encoder"].update(pretrain_classifier_words=3, pretrain_classifier_stage="all")  # again
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 4
@@ -284,6 +284,7 @@ def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_pa
                                       "pretrain_pairs": 4}
     (heads, _, labels), _, none = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
     assert none is None  # 0 (the default): the feature classifier learns from data.train alone
+    raw["stance"]["two_stage"] = True
     raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 3
     (_, _, same), _, snippets = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
     full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
@@ -291,11 +292,19 @@ def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_pa
     assert snippets[1] == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]
 
 
-def test_classifier_pretraining_needs_pretraining_pairs(tiny_config):
+def test_classifier_pretraining_needs_pretraining_pairs_and_a_second_stage(tmp_path, tiny_config):
     raw = tiny_config.model_dump()
+    raw["stance"]["two_stage"] = True
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain_classifier_words": 60}
     with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_classifier_words"):
         validate_config(raw, check_files=False)
+    raw["stance"]["cross_encoder"]["pretrain"] = [_fnc_files(tmp_path, list(zip(*PRE)))]
+    validate_config(raw, check_files=False)
+    raw["stance"]["two_stage"] = False
+    with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_classifier_stage: related .*two_stage"):
+        validate_config(raw, check_files=False)
+    raw["stance"]["cross_encoder"]["pretrain_classifier_stage"] = "all"
+    validate_config(raw, check_files=False)
 
 
 def test_the_feature_classifier_learns_from_the_pretraining_pairs_in_every_fit(fake_embedder):
@@ -315,8 +324,8 @@ def test_the_feature_classifier_learns_from_the_pretraining_pairs_in_every_fit(f
     clf = StanceClassifier(C=1.0, max_iter=500)
     embed = fake_embedder.encode
     plain = StanceModel(clf, calibrate=True, random_state=0).fit(heads, bodies, labels, embed)
-    model = StanceModel(clf, calibrate=True, random_state=0).fit(heads, bodies, labels, embed,
-                                                               classifier_pretrain=pre)
+    model = StanceModel(clf, calibrate=True, random_state=0, classifier_pretrain_stage="all").fit(
+        heads, bodies, labels, embed, classifier_pretrain=pre)
     F = model.features(heads + pre[0][:10], bodies + pre[1][:10], embed)
     expected = clone(clf).fit(F, np.array(labels + pre[2][:10]))
     X = model.features(pre[0], pre[1], embed)
@@ -324,6 +333,36 @@ def test_the_feature_classifier_learns_from_the_pretraining_pairs_in_every_fit(f
     assert not np.allclose(plain.classifier_.predict_proba(X), model.classifier_.predict_proba(X))
     assert list(model.classes_) == ["agree", "disagree", "unrelated"]
     assert model.validation_ != plain.validation_  # the fitted part learnt from them too
+    with pytest.raises(ValueError, match="two_stage"):  # "related" (the default) teaches a second stage only
+        StanceModel(clf, calibrate=True).fit(heads, bodies, labels, embed, classifier_pretrain=pre)
+
+
+def test_related_stage_pretraining_teaches_which_related_label_only(fake_embedder):
+    """``classifier_pretrain_stage="related"``: the first stage (related or not) is the data's alone; the second
+    learns from the data's related pairs and the pretraining pairs' related ones."""
+    from sklearn.base import clone
+
+    from classify.stance import StanceClassifier, StanceModel
+
+    heads = [f"Claim number {i} about the dam" for i in range(24)]
+    bodies = [f"Story {i} says the dam {'was' if i % 3 else 'was not'} hit" for i in range(24)]
+    labels = ["agree", "disagree", "unrelated"] * 8
+    pre = (["Pope says aliens exist"] * 8, [f"Report {i}: the Vatican {'denies' if i % 2 else 'confirms'} it"
+                                            for i in range(8)], ["disagree", "agree", "unrelated", "agree"] * 2)
+    clf = StanceClassifier(C=1.0, max_iter=500, two_stage=True)
+    embed = fake_embedder.encode
+    model = StanceModel(clf, calibrate=True, random_state=0).fit(heads, bodies, labels, embed,
+                                                               classifier_pretrain=pre)
+    ours, theirs = model.features(heads, bodies, embed), model.features(*pre[:2], embed)
+    alone = clone(clf).fit(ours, np.array(labels))
+    X = np.vstack([ours, theirs])
+    np.testing.assert_allclose(model.classifier_.stage1_.predict_proba(X), alone.stage1_.predict_proba(X))
+    rel, rel_pre = np.array(labels) != "unrelated", np.array(pre[2]) != "unrelated"
+    stage2 = clone(clf._base()).fit(np.vstack([ours[rel], theirs[rel_pre]]),
+                                    np.r_[np.array(labels)[rel], np.array(pre[2])[rel_pre]])
+    np.testing.assert_allclose(model.classifier_.stage2_.predict_proba(X), stage2.predict_proba(X))
+    assert not np.allclose(alone.stage2_.predict_proba(X), stage2.predict_proba(X))
+    assert model.state()["classifier_pretrain_stage"] == "related"
 
 
 def test_train_gives_the_feature_classifier_the_pretraining_snippets(tmp_path, tiny_config, fake_embedder,
@@ -338,7 +377,7 @@ def test_train_gives_the_feature_classifier_the_pretraining_snippets(tmp_path, t
     raw = tiny_config.model_dump()
     ce = {"enabled": True, "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
           "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 6}
-    raw["stance"].update(calibrate=False, cross_encoder=ce)
+    raw["stance"].update(calibrate=False, cross_encoder=ce, two_stage=True)
     plain = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
     raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 4
     model = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
@@ -346,6 +385,9 @@ def test_train_gives_the_feature_classifier_the_pretraining_snippets(tmp_path, t
     assert all(len(s.split()) <= 4 for s in seen[1][1])
     assert plain.meta["cross_encoder_pretrain"]["classifier_words"] == 0
     assert model.meta["cross_encoder_pretrain"]["classifier_words"] == 4
+    assert model.meta["cross_encoder_pretrain"]["classifier_stage"] == "related"
+    assert model.stance.classifier_pretrain_stage == "related"
     h, b = ["Pope says aliens exist"], ["Vatican denies it."]
     F = model.stance.features(h, b, fake_embedder.encode)
-    assert not np.allclose(model.stance.classifier_.predict_proba(F), plain.stance.classifier_.predict_proba(F))
+    assert not np.allclose(model.stance.classifier_.stage2_.predict_proba(F),
+                           plain.stance.classifier_.stage2_.predict_proba(F))
