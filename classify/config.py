@@ -212,7 +212,8 @@ class CrossEncoderConfig(_Strict):
     pretrain_classifier_words: int = Field(0, ge=0)
     """0: the feature classifier learns from data.train alone. N: it also learns from the drawn pretraining pairs,
     each article cut to its first N words, as a "Recommended Stories" snippet shows it (30-130 words): real
-    reporting for the part that weighs similarities and cue words too. Never validated on."""
+    reporting for the part that weighs similarities and cue words too. Never validated on. Like the other
+    pretrain_* keys, it does nothing without pretraining pairs (no `pretrain` sources, or the cross-encoder off)."""
     pretrain_classifier_stage: Literal["related", "all"] = "related"
     """Which part of the feature classifier learns from those snippets: `related` (needs stance.two_stage) its
     second stage only, which related label, so data.train alone decides what is related; `all` both stages (or
@@ -297,11 +298,8 @@ class Config(_Strict):
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
-        if ce.pretrain_classifier_words and not (ce.enabled and ce.pretrain):
-            raise ValueError("stance.cross_encoder.pretrain_classifier_words: the feature classifier learns from the "
-                             "cross-encoder's pretraining pairs; name them in stance.cross_encoder.pretrain (with "
-                             "the cross-encoder enabled) or set it to 0")
-        if ce.pretrain_classifier_words and ce.pretrain_classifier_stage == "related" and not self.stance.two_stage:
+        snippets = ce.pretrain_classifier_words and ce.enabled and ce.pretrain  # else there is nothing to draw
+        if snippets and ce.pretrain_classifier_stage == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.pretrain_classifier_stage: related teaches the second stage of a "
                              "two-stage classifier; set stance.two_stage: true or pretrain_classifier_stage: all")
         if ce.precision == "bf16" and ce.device.startswith("mps"):

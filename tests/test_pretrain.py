@@ -292,18 +292,19 @@ def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_pa
     assert snippets[1] == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]
 
 
-def test_classifier_pretraining_needs_pretraining_pairs_and_a_second_stage(tmp_path, tiny_config):
+def test_related_stage_classifier_pretraining_needs_a_second_stage(tmp_path, tiny_config):
     raw = tiny_config.model_dump()
-    raw["stance"]["two_stage"] = True
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain_classifier_words": 60}
-    with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_classifier_words"):
-        validate_config(raw, check_files=False)
+    validate_config(raw, check_files=False)  # no pretraining pairs: nothing to learn from, as for pretrain_epochs
+    raw["stance"]["two_stage"] = True
     raw["stance"]["cross_encoder"]["pretrain"] = [_fnc_files(tmp_path, list(zip(*PRE)))]
     validate_config(raw, check_files=False)
     raw["stance"]["two_stage"] = False
     with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_classifier_stage: related .*two_stage"):
         validate_config(raw, check_files=False)
-    raw["stance"]["cross_encoder"]["pretrain_classifier_stage"] = "all"
+    raw["stance"]["cross_encoder"]["enabled"] = False  # the cross-encoder off: no pretraining pairs are drawn
+    validate_config(raw, check_files=False)
+    raw["stance"]["cross_encoder"].update(enabled=True, pretrain_classifier_stage="all")
     validate_config(raw, check_files=False)
 
 

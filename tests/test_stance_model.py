@@ -1080,7 +1080,7 @@ def test_mined_pairs_train_up_to_one_rank_and_validate_up_to_another(tiny_config
     seen = {}
 
     def recording_fit(self, headlines, bodies, labels, embed, groups=None, tune_on=None, body_events=None,
-                      train_on=None, written=None, pretrain=None):
+                      train_on=None, written=None, pretrain=None, classifier_pretrain=None):
         seen.update(n=len(headlines), tune_on=list(tune_on), train_on=list(train_on), labels=list(labels),
                     body_events=list(body_events), written=list(written), pretrain=pretrain)
         self.validation_ = None
