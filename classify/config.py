@@ -298,7 +298,7 @@ class Config(_Strict):
         ce = self.stance.cross_encoder
         if ce.enabled and ce.labels == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.labels: related needs stance.two_stage: true")
-        snippets = ce.pretrain_classifier_words and ce.enabled and ce.pretrain  # else there is nothing to draw
+        snippets = bool(ce.pretrain_classifier_words and ce.enabled and ce.pretrain)  # else there is nothing to draw
         if snippets and ce.pretrain_classifier_stage == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.pretrain_classifier_stage: related teaches the second stage of a "
                              "two-stage classifier; set stance.two_stage: true or pretrain_classifier_stage: all")

@@ -258,7 +258,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             pairs = story_views(pairs, st.views)
             log(f"story views {'/'.join(st.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
-        pretrain = None
+        pretrain = classifier_pretrain = None
         if st.cross_encoder.enabled and st.cross_encoder.pretrain:
             # the same for every setting of a `classify tune` fold that leaves these keys alone: read once a fold
             # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
@@ -272,8 +272,6 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order,
                                                     "classifier_words": ce.pretrain_classifier_words,
                                                     "classifier_stage": ce.pretrain_classifier_stage}
-        else:
-            classifier_pretrain = None
         texts = pair_embedding_texts(headlines, bodies, st.context)
         if classifier_pretrain is not None:
             texts += pair_embedding_texts(classifier_pretrain[0], classifier_pretrain[1], st.context)

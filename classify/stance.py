@@ -613,7 +613,11 @@ class StanceModel:
         self.validation_ = None
         extra = None
         if classifier_pretrain is not None:
-            keep = [i for i, label in enumerate(classifier_pretrain[2]) if label in set(self.classes_.tolist())]
+            if self.classifier_pretrain_stage not in ("related", "all"):
+                raise ValueError(f"classifier_pretrain_stage must be 'related' or 'all', not "
+                                 f"{self.classifier_pretrain_stage!r}")
+            known = set(self.classes_.tolist())
+            keep = [i for i, label in enumerate(classifier_pretrain[2]) if label in known]
             if keep:
                 extra_heads = [classifier_pretrain[0][i] for i in keep]
                 extra = (self.features(extra_heads, [classifier_pretrain[1][i] for i in keep], embed),

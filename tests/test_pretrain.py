@@ -392,3 +392,13 @@ def test_train_gives_the_feature_classifier_the_pretraining_snippets(tmp_path, t
     F = model.stance.features(h, b, fake_embedder.encode)
     assert not np.allclose(model.stance.classifier_.stage2_.predict_proba(F),
                            plain.stance.classifier_.stage2_.predict_proba(F))
+
+
+def test_an_unknown_classifier_pretraining_stage_is_refused_not_read_as_all(fake_embedder):
+    from classify.stance import StanceClassifier, StanceModel
+
+    model = StanceModel(StanceClassifier(two_stage=True), classifier_pretrain_stage="first")
+    with pytest.raises(ValueError, match="classifier_pretrain_stage.*'first'"):
+        model.fit(["Dam hit"] * 4, ["It was hit.", "It was not.", "Rain.", "It was."],
+                  ["agree", "disagree", "unrelated", "agree"], fake_embedder.encode,
+                  classifier_pretrain=(["Pope"], ["Denied."], ["disagree"]))
