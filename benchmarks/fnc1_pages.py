@@ -129,6 +129,26 @@ def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: floa
     return out
 
 
+def page_scores(gold, pred, score, labels: list[str], pages: int, unrelated: str = "unrelated") -> dict:
+    """The figures printed per model: accuracy and macro-F1 over ``labels``, related/unrelated accuracy, how the
+    other-claim stories and the related ones fare, and the ECE of ``score`` (the predicted label's probability,
+    ``stance_score``) with its reliability table."""
+    from classify.metrics import calibration_report, class_report
+
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    rep = class_report(gold.tolist(), pred.tolist(), labels)
+    rel_gold, rel_pred = gold != unrelated, pred != unrelated
+    calib = calibration_report(np.asarray(score, dtype=float), gold == pred)
+    return {"pages": pages, "pairs": len(gold), "unrelated_share": round(float((~rel_gold).mean()), 3),
+            "accuracy": round(rep["accuracy"], 3),
+            "related_unrelated": round(float((rel_gold == rel_pred).mean()), 3),
+            "other_events_called_unrelated": round(float((~rel_pred[~rel_gold]).mean()), 3),
+            "related_exact": round(float((gold == pred)[rel_gold].mean()), 3),
+            "related_called_unrelated": round(float((~rel_pred[rel_gold]).mean()), 3),
+            "macro_f1": round(rep["macro_f1"], 3), "ece": round(calib["ece"], 3),
+            "reliability": calib["reliability"], "confusion": rep["confusion"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="model directory (repeat to compare)")
@@ -152,7 +172,6 @@ def main() -> None:
         write_pretraining(args.write_pretraining, args.held_out, args.seed)
         return
 
-    from classify.metrics import class_report
     from classify.model import load_model
     from classify.pipeline import make_embedder, stance_predict
 
@@ -166,17 +185,9 @@ def main() -> None:
         heads = [h for p in pages for h, _, _ in p]
         stories = [s for p in pages for _, s, _ in p]
         gold = np.array([g for p in pages for _, _, g in p])
-        pred, _ = stance_predict(model, heads, stories, embedder.encode)
+        pred, score = stance_predict(model, heads, stories, embedder.encode)
         pred = np.asarray(pred)
-        rep = class_report(gold.tolist(), pred.tolist(), list(model.stances))
-        rel_gold, rel_pred = gold != "unrelated", pred != "unrelated"
-        res = {"pages": len(pages), "pairs": len(gold), "unrelated_share": round(float((~rel_gold).mean()), 3),
-               "accuracy": round(rep["accuracy"], 3),
-               "related_unrelated": round(float((rel_gold == rel_pred).mean()), 3),
-               "other_events_called_unrelated": round(float((~rel_pred[~rel_gold]).mean()), 3),
-               "related_exact": round(float((gold == pred)[rel_gold].mean()), 3),
-               "related_called_unrelated": round(float((~rel_pred[rel_gold]).mean()), 3),
-               "macro_f1": round(rep["macro_f1"], 3), "confusion": rep["confusion"]}
+        res = page_scores(gold, pred, score, list(model.stances), pages=len(pages))
         results[path] = res
         print(f"{path}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
         print(json.dumps(res, indent=1))

@@ -105,3 +105,23 @@ def test_held_out_claims_and_the_pretraining_rest_do_not_meet(pages_mod, tmp_pat
     pages = pages_mod.build_pages("train", n_pages=50, lead_words=5, unrelated_share=0.5, seed=0,
                                   embed=lambda ts: np.ones((len(ts), 2)) / np.sqrt(2), held_out=0.3)
     assert {p[0][0] for p in pages} == held_heads
+
+
+def test_page_scores_by_hand(pages_mod):
+    labels = ["agree", "disagree", "discuss", "unrelated"]
+    gold = ["agree", "discuss", "unrelated", "unrelated", "unrelated", "disagree"]
+    pred = ["agree", "unrelated", "unrelated", "agree", "unrelated", "disagree"]
+    score = [0.95, 0.55, 0.85, 0.45, 0.92, 0.65]
+    res = pages_mod.page_scores(gold, pred, score, labels, pages=2)
+    assert res["pages"] == 2 and res["pairs"] == 6 and res["unrelated_share"] == 0.5
+    assert res["accuracy"] == round(4 / 6, 3)
+    assert res["macro_f1"] == round((2 / 3 + 1 + 0 + 2 / 3) / 4, 3)  # agree, disagree, discuss, unrelated F1
+    assert res["related_unrelated"] == round(4 / 6, 3)  # the discuss story and the third unrelated one are wrong
+    assert res["other_events_called_unrelated"] == round(2 / 3, 3)
+    assert res["related_exact"] == round(2 / 3, 3) and res["related_called_unrelated"] == round(1 / 3, 3)
+    # bins: [0.4, 0.5) 0.45 wrong; [0.5, 0.6) 0.55 wrong; [0.6, 0.7) 0.65 right; [0.8, 0.9) 0.85 right;
+    # [0.9, 1.0] 0.95 and 0.92 right
+    ece = (0.45 + 0.55 + 0.35 + 0.15 + (1 - 0.935) * 2) / 6
+    assert res["ece"] == round(ece, 3)
+    assert [b["n"] for b in res["reliability"]] == [1, 1, 1, 1, 2]
+    assert res["confusion"]["matrix"][2][3] == 1  # discuss called unrelated
