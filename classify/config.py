@@ -206,6 +206,9 @@ class CrossEncoderConfig(_Strict):
     pretrain_unrelated: Literal["random", "closest"] = "random"
     """Which of the pretraining data's `labels.unrelated` pairs are drawn: at random, or those whose body's opening is
     closest to the headline by embedding cosine (stories of other claims a recommender would have picked)."""
+    pretrain_unrelated_share: float | None = Field(None, gt=0, lt=1)
+    """The share of `pretrain_pairs` drawn from the pretraining data's `labels.unrelated` pairs (all of them where
+    it holds fewer); the rest goes to the other labels, an equal share each. null: every label an equal share."""
     pretrain_order: Literal["before", "mixed"] = "before"
     """`before`: the pretraining pairs first (their own warm-up and decay), then data.train's; `mixed`: their
     batches spread at random among data.train's in one run (nothing of them is left to be overwritten)."""

@@ -264,7 +264,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
             ce = st.cross_encoder
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
-                     config.seed, st.top_sentences, st.context, config.labels.model_dump(mode="json"),
+                     ce.pretrain_unrelated_share, config.seed, st.top_sentences, st.context, config.labels.model_dump(mode="json"),
                      config.embedding.model_dump(mode="json"), ce.pretrain_classifier_words]
             key = json.dumps(parts, allow_nan=False)
             pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
@@ -300,10 +300,12 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
     return model
 
 
-def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: str | None = None) -> list:
+def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: str | None = None,
+                     share: tuple[str, float] | None = None) -> list:
     """At most ``n`` pairs, an equal share per label (all of a label that has fewer; what they leave goes to the
     others), drawn by ``seed``, in the order of ``pairs``. With ``closest`` (a label) and ``closeness`` (a number
-    per pair), that label's pairs are taken closest first instead of at random."""
+    per pair), that label's pairs are taken closest first instead of at random. With ``share`` (label, fraction)
+    that label gets ``round(fraction * n)`` pairs (all it has, if fewer) and the others share the rest."""
     by_label: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
         by_label.setdefault(p.label, []).append(i)
@@ -312,7 +314,12 @@ def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: st
     if closest in order and closeness is not None:
         order[closest] = sorted(order[closest], key=lambda i: -closeness[i])  # stable: ties stay in the draw's order
     quota, left, chosen = {}, n, []
-    for label in sorted(order, key=lambda k: (len(order[k]), k)):  # the smallest labels first
+    if share is not None and share[0] in order:
+        label = share[0]
+        quota[label] = min(len(order[label]), int(round(share[1] * n)))
+        left -= quota[label]
+        chosen += order[label][:quota[label]]
+    for label in sorted((k for k in order if k not in quota), key=lambda k: (len(order[k]), k)):  # smallest first
         quota[label] = min(len(order[label]), left // (len(order) - len(quota)))
         left -= quota[label]
         chosen += order[label][:quota[label]]
@@ -326,7 +333,7 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
     contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
     and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
-    how it was trained on). With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
+    how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
     whose body's opening (its first 1,000 characters, embedded) is closest to the headline: a recommender's picks
     among stories the data labels as another claim's. Third: with ``pretrain_classifier_words`` N, the same pairs
     as the feature classifier reads them, (headlines, each body's first N words, labels); else None."""
@@ -341,7 +348,8 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
         vectors = dict(zip(heads + leads, embedder.encode(heads + leads)))
         closeness = [float(vectors[p.headline] @ vectors[p.body[:PRETRAIN_LEAD_CHARS]]) if p.label == unrelated
                      else 0.0 for p in loaded]
-    drawn = draw_pretraining(loaded, ce.pretrain_pairs, config.seed, closeness, unrelated)
+    share = None if ce.pretrain_unrelated_share is None or not unrelated else (unrelated, ce.pretrain_unrelated_share)
+    drawn = draw_pretraining(loaded, ce.pretrain_pairs, config.seed, closeness, unrelated, share)
     headlines, bodies = [p.headline for p in drawn], [p.body for p in drawn]
     counts = dict(sorted(Counter(p.label for p in drawn).items()))
     log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
@@ -354,7 +362,8 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     words = ce.pretrain_classifier_words
     snippets = (headlines, [" ".join(b.split()[:words]) for b in bodies], labels) if words else None
     return ((headlines, contexts, labels), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
-                                            "unrelated": ce.pretrain_unrelated}, snippets)
+                                            "unrelated": ce.pretrain_unrelated,
+                                            "unrelated_share": ce.pretrain_unrelated_share}, snippets)
 
 
 def _inputs_key(config: Config, corpus: Corpus) -> str:

@@ -43,6 +43,24 @@ def test_draw_gives_each_label_an_equal_share_and_passes_on_what_a_small_label_l
     assert counts == [2, 10]
 
 
+def test_draw_gives_the_unrelated_label_its_share_when_asked():
+    pairs = _pairs({"agree": 10, "disagree": 2, "discuss": 30, "unrelated": 30})
+    counts = lambda drawn: {label: sum(p.label == label for p in drawn)  # noqa: E731
+                            for label in ("agree", "disagree", "discuss", "unrelated")}
+    assert counts(draw_pretraining(pairs, 20, seed=0, share=("unrelated", 0.5))) == {
+        "agree": 4, "disagree": 2, "discuss": 4, "unrelated": 10}
+    assert counts(draw_pretraining(pairs, 20, seed=0, share=("unrelated", 0.2))) == {
+        "agree": 7, "disagree": 2, "discuss": 7, "unrelated": 4}
+    # more than the label holds: all of it, the rest to the others
+    assert counts(draw_pretraining(pairs, 60, seed=0, share=("unrelated", 0.9))) == {
+        "agree": 10, "disagree": 2, "discuss": 18, "unrelated": 30}
+    # the share's pairs are the same ones the equal draw would take first (closest first with closeness)
+    closeness = [0.0] * 42 + [i / 30 for i in range(30)]
+    drawn = draw_pretraining(pairs, 20, seed=0, closeness=closeness, closest="unrelated", share=("unrelated", 0.5))
+    assert sorted(p.body for p in drawn if p.label == "unrelated") == sorted(f"bunrelated{i}" for i in range(20, 30))
+    assert draw_pretraining(pairs, 20, seed=0, share=("other", 0.5)) == draw_pretraining(pairs, 20, seed=0)
+
+
 def test_pretraining_moves_the_weights_its_epochs_count_and_labels_must_be_known():
     plain = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS)
     pre = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
@@ -179,6 +197,15 @@ def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path
                                                         quiet=True)
     assert info["unrelated"] == "closest" and labels.count("unrelated") == 1
     assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
+    raw["stance"]["cross_encoder"]["pretrain_unrelated_share"] = 0.5  # 2 of the 4: the two closest
+    (heads, contexts, labels), info, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
+                                                        quiet=True)
+    assert info["unrelated_share"] == 0.5 and info["counts"]["unrelated"] == 2 and len(labels) == 4
+    assert "Pope says aliens exist, say critics." in contexts
+    for bad in (0, 1, 1.5):
+        raw["stance"]["cross_encoder"]["pretrain_unrelated_share"] = bad
+        with pytest.raises(ConfigError, match="pretrain_unrelated_share"):
+            validate_config(raw, check_files=False)
 
 
 def test_pretraining_contexts_are_chosen_as_the_model_chooses_its_own(tmp_path, tiny_config, fake_embedder):
@@ -272,6 +299,11 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 4
+    raw["stance"]["cross_encoder"]["pretrain_unrelated_share"] = 0.5  # another draw: read again
+    share = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                                  fitted=fitted)
+    assert len(calls) == 5 and share.meta["cross_encoder_pretrain"]["unrelated_share"] == 0.5
+    assert metas[0]["unrelated_share"] is None
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
 
