@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     model = tmp / "model"
     # the default config with 2 cross-encoder epochs instead of 8 and 1,000 of FNC-1's pairs mixed in instead of
-    # 6,000: the same pipeline end to end in a quarter of the steps (the full training takes ~20 minutes in fp32
+    # 7,300: the same pipeline end to end in a quarter of the steps (the full training takes ~20 minutes in fp32
     # on a 2-core CPU without AMX, more than the rest of the suite)
     result = runner.invoke(app, ["train", str(ROOT / "configs" / "default.yaml"), "--output", str(model), "-q",
                                  "--set", f"embedding.cache_dir={tmp / 'cache'}",
