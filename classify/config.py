@@ -200,7 +200,8 @@ class CrossEncoderConfig(_Strict):
     data.train's pairs: real reporting it could not learn from the team's writing. Its labels must be stance labels
     (checked as it is read). Empty: no pretraining."""
     pretrain_pairs: int = Field(6000, ge=1)
-    """At most this many pretraining pairs, an equal share per label (all of a label that has fewer), drawn by seed."""
+    """At most this many pretraining pairs, an equal share per label (all of a label that has fewer), drawn by seed
+    (`pretrain_unrelated_share` sets the unrelated label's apart)."""
     pretrain_epochs: float = Field(1.0, gt=0)
     """Passes over the drawn pretraining pairs (at `learning_rate`)."""
     pretrain_unrelated: Literal["random", "closest"] = "random"
