@@ -264,8 +264,9 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
             ce = st.cross_encoder
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
-                     ce.pretrain_unrelated_share, config.seed, st.top_sentences, st.context, config.labels.model_dump(mode="json"),
-                     config.embedding.model_dump(mode="json"), ce.pretrain_classifier_words]
+                     ce.pretrain_unrelated_share, config.seed, st.top_sentences, st.context,
+                     config.labels.model_dump(mode="json"), config.embedding.model_dump(mode="json"),
+                     ce.pretrain_classifier_words]
             key = json.dumps(parts, allow_nan=False)
             pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
                                                           lambda: pretraining_pairs(config, embedder, quiet))
@@ -313,14 +314,11 @@ def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: st
     order = {label: rng.permutation(idx).tolist() for label, idx in sorted(by_label.items())}
     if closest in order and closeness is not None:
         order[closest] = sorted(order[closest], key=lambda i: -closeness[i])  # stable: ties stay in the draw's order
+    fixed = {share[0]: int(round(share[1] * n))} if share is not None and share[0] in order else {}
+    rest = sorted((k for k in order if k not in fixed), key=lambda k: (len(order[k]), k))  # the smallest first
     quota, left, chosen = {}, n, []
-    if share is not None and share[0] in order:
-        label = share[0]
-        quota[label] = min(len(order[label]), int(round(share[1] * n)))
-        left -= quota[label]
-        chosen += order[label][:quota[label]]
-    for label in sorted((k for k in order if k not in quota), key=lambda k: (len(order[k]), k)):  # smallest first
-        quota[label] = min(len(order[label]), left // (len(order) - len(quota)))
+    for label in [*fixed, *rest]:
+        quota[label] = min(len(order[label]), fixed.get(label, left // (len(order) - len(quota))))
         left -= quota[label]
         chosen += order[label][:quota[label]]
     return [pairs[i] for i in sorted(chosen)]
@@ -333,9 +331,9 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
     contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
     and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
-    how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest`` the unrelated pairs drawn are those
-    whose body's opening (its first 1,000 characters, embedded) is closest to the headline: a recommender's picks
-    among stories the data labels as another claim's. Third: with ``pretrain_classifier_words`` N, the same pairs
+    how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest``
+    the unrelated pairs drawn are those whose body's opening (its first 1,000 characters, embedded) is closest to
+    the headline: a recommender's picks among stories the data labels as another claim's. Third: with ``pretrain_classifier_words`` N, the same pairs
     as the feature classifier reads them, (headlines, each body's first N words, labels); else None."""
     ce = config.stance.cross_encoder
     loaded = load_corpus(ce.pretrain, config).pairs
