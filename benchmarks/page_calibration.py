@@ -1,0 +1,147 @@
+"""Is a model's stance on real pages limited by its thresholds or by its reading? Two measurements on FNC-1 claims
+laid out as pages (benchmarks/fnc1_pages.py builds them):
+
+- **relatedness AUC** of each part (the feature classifier, the cross-encoder, the mix the model uses): how well
+  it ranks the related stories of a page above the other-claim ones, whatever threshold is put on it;
+- **calibration fitted on real pages** against the model's own (temperature and class biases fitted on its
+  validation split of our data): the pages' headlines are halved (--halvings seeded halvings), the temperature
+  and class biases fitted on one half's pages (all --lead-words lengths together) and both calibrations scored on
+  the other half. Prints accuracy, macro-F1, the exact label of related stories, the share of other-claim stories
+  called `unrelated` and the ECE, averaged over the halvings, and the fitted biases.
+
+Choose with the held-out claims of the training split (a model pretrained on the rest, see fnc1_pages.py); the
+competition test split is for reporting:
+
+    python benchmarks/page_calibration.py --model m --split train --held-out 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pages_module():
+    if "fnc1_pages" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("fnc1_pages", HERE / "fnc1_pages.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["fnc1_pages"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["fnc1_pages"]
+
+
+def relatedness_auc(gold, related_score, unrelated: str = "unrelated") -> float:
+    """ROC AUC of ``related_score`` (e.g. 1 - P(unrelated)) for telling related stories from the others."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(gold) != unrelated, related_score))
+
+
+def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperature: float, bias,
+                         halvings: int = 10, seed: int = 0, unrelated: str = "unrelated") -> dict:
+    """``proba[L]``: a model's probabilities before calibration on the pages of lead length L (columns in
+    ``classes`` order), ``gold[L]`` their labels, ``heads[L]`` their headlines. For each of ``halvings`` seeded
+    halvings of the headlines, fits a temperature and class biases on half A's pairs of every length and scores the
+    other half at each length with the model's own (``temperature``, ``bias``) and with that fit. Returns
+    ``{"own": {L: figures}, "pages": {L: figures}, "fitted": {"temperature", "bias": {label: value}}}``, each
+    figure the mean over the halvings (``page_scores``' accuracy, macro_f1, related_exact,
+    other_events_called_unrelated, ece)."""
+    from classify.stance import _calibrated, fit_calibration
+
+    pages_mod = _pages_module()
+    classes = [str(c) for c in classes]
+    lengths = list(proba)
+    gold = {L: np.asarray(gold[L]) for L in lengths}
+    index = {L: np.searchsorted(classes, gold[L]) for L in lengths}
+    names = np.unique(np.concatenate([np.asarray(heads[L]) for L in lengths]))
+    keys = ("accuracy", "macro_f1", "related_exact", "other_events_called_unrelated", "ece")
+    runs: dict = {"own": {L: [] for L in lengths}, "pages": {L: [] for L in lengths}}
+    fits = []
+    for s in range(halvings):
+        order = names.copy()
+        np.random.RandomState(seed + s).shuffle(order)
+        half = set(order[: len(order) // 2].tolist())
+        in_a = {L: np.isin(heads[L], list(half)) for L in lengths}
+        t_fit, b_fit = fit_calibration(np.vstack([proba[L][in_a[L]] for L in lengths]),
+                                       np.concatenate([index[L][in_a[L]] for L in lengths]))
+        fits.append((t_fit, b_fit))
+        for L in lengths:
+            other = ~in_a[L]
+            for name, (t, b) in (("own", (temperature, bias)), ("pages", (t_fit, b_fit))):
+                q = _calibrated(proba[L][other], t, b)
+                pred = np.asarray(classes)[q.argmax(axis=1)]
+                res = pages_mod.page_scores(gold[L][other], pred, q.max(axis=1), classes, pages=0,
+                                            unrelated=unrelated)
+                runs[name][L].append([res[k] for k in keys])
+    out = {name: {L: dict(zip(keys, np.round(np.mean(v, axis=0), 3).tolist())) for L, v in per.items()}
+           for name, per in runs.items()}
+    out["fitted"] = {"temperature": round(float(np.mean([t for t, _ in fits])), 3),
+                     "bias": {c: round(float(np.mean([b[i] for _, b in fits])), 3) for i, c in enumerate(classes)}}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="model directory (repeat to compare)")
+    ap.add_argument("--split", choices=["test", "train"], default="test")
+    ap.add_argument("--held-out", type=float, metavar="SHARE", help="training split only: as in fnc1_pages.py")
+    ap.add_argument("--pages", type=int, default=300)
+    ap.add_argument("--lead-words", type=int, nargs="+", default=[20, 40, 60])
+    ap.add_argument("--unrelated-share", type=float, default=0.65)
+    ap.add_argument("--halvings", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    if args.held_out is not None and args.split != "train":
+        ap.error("--held-out draws claims of the training split: add --split train")
+
+    from classify.model import load_model
+    from classify.pipeline import make_embedder
+
+    pages_mod = _pages_module()
+    results = {}
+    for path in args.model:
+        model = load_model(path)
+        embed = make_embedder(model.config, quiet=True).encode
+        sm = model.stance
+        classes = [str(c) for c in sm.classes_]
+        unrelated = model.config.labels.unrelated
+        col = classes.index(unrelated)
+        proba, gold, heads, auc = {}, {}, {}, {}
+        for L in args.lead_words:
+            pages = pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share, args.seed, embed,
+                                          held_out=args.held_out)
+            H = [h for p in pages for h, _, _ in p]
+            B = [s for p in pages for _, s, _ in p]
+            gold[L], heads[L] = [g for p in pages for _, _, g in p], H
+            F = sm.features(H, B, embed)
+            ce = sm.cross_encoder_
+            contexts = sm._contexts(H, B, embed) if ce is not None else B
+            proba[L] = sm._normalise(sm._mix(sm.classifier_, ce, sm.weight_, F, H, contexts))
+            parts = {"classifier": sm.classifier_.predict_proba(F), "mix": proba[L]}
+            if ce is not None:
+                ce_proba = np.zeros_like(proba[L])
+                ce_proba[:, np.searchsorted(classes, [str(c) for c in ce.classes_])] = ce.predict_proba(H, contexts)
+                parts["cross_encoder"] = ce_proba
+            auc[L] = {k: round(relatedness_auc(gold[L], 1 - v[:, col], unrelated), 3) for k, v in parts.items()}
+        res = compare_calibrations(proba, gold, heads, classes, sm.temperature_, sm.bias_, args.halvings,
+                                   args.seed, unrelated)
+        res["relatedness_auc"] = auc
+        res["own_calibration"] = {"temperature": round(float(sm.temperature_), 3),
+                                  "bias": {c: round(float(b), 3) for c, b in zip(classes, sm.bias_)}}
+        results[path] = res
+        print(f"{path}: FNC-1 {args.split} pages, leads of {args.lead_words} words")
+        print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

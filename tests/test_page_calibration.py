@@ -1,0 +1,70 @@
+"""benchmarks/page_calibration.py: a calibration fitted on half the pages' headlines and scored on the other half,
+beside the model's own, and the relatedness AUC. Tiny pages whose figures are worked out by hand."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def mod():
+    spec = importlib.util.spec_from_file_location("page_calibration", ROOT / "benchmarks" / "page_calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["page_calibration"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pages(n_heads=8):
+    """Each headline: one related story at P(agree) 0.7, one other-claim story at 0.6: ranked right, but on the
+    wrong side of an uncalibrated argmax."""
+    heads = [f"h{i}" for i in range(n_heads) for _ in range(2)]
+    gold = ["agree", "unrelated"] * n_heads
+    p_agree = np.array([0.7, 0.6] * n_heads)
+    return np.c_[p_agree, 1 - p_agree], gold, heads
+
+
+def test_own_calibration_and_a_fit_on_the_other_half(mod):
+    proba, gold, heads = _pages()
+    res = mod.compare_calibrations({60: proba}, {60: gold}, {60: heads}, ["agree", "unrelated"], 1.0,
+                                   np.zeros(2), halvings=3)
+    own, fit = res["own"][60], res["pages"][60]
+    # the model's own (T = 1, no bias): every story `agree`
+    assert own["accuracy"] == 0.5 and own["related_exact"] == 1.0 and own["other_events_called_unrelated"] == 0.0
+    assert own["ece"] == pytest.approx(0.5 * 0.6 + 0.5 * (1 - 0.7), abs=1e-3)  # bins: 0.6 all wrong, 0.7 all right
+    # fitted on half the headlines, the bias puts the threshold between 0.6 and 0.7: all right on the other half
+    assert fit["accuracy"] == 1.0 and fit["macro_f1"] == 1.0 and fit["other_events_called_unrelated"] == 1.0
+    assert res["fitted"]["bias"]["unrelated"] > 0 and res["fitted"]["bias"]["agree"] == 0.0
+
+
+def test_the_own_calibration_is_the_one_given(mod):
+    proba, gold, heads = _pages()
+    res = mod.compare_calibrations({20: proba}, {20: gold}, {20: heads}, ["agree", "unrelated"], 1.0,
+                                   np.array([0.0, 5.0]), halvings=2)
+    own = res["own"][20]  # a bias of +5 on `unrelated`: every story `unrelated`
+    assert own["accuracy"] == 0.5 and own["related_exact"] == 0.0 and own["other_events_called_unrelated"] == 1.0
+
+
+def test_halves_split_headlines_and_pool_every_length(mod, monkeypatch):
+    import classify.stance as stance
+
+    proba, gold, heads = _pages(11)
+    seen = []
+    real_fit = stance.fit_calibration
+    monkeypatch.setattr(stance, "fit_calibration", lambda p, g: seen.append(len(g)) or real_fit(p, g))
+    scored = []
+    pages_mod = sys.modules["fnc1_pages"]
+    real_scores = pages_mod.page_scores
+    monkeypatch.setattr(pages_mod, "page_scores", lambda g, *a, **k: scored.append(len(g)) or real_scores(g, *a, **k))
+    mod.compare_calibrations({20: proba, 60: proba}, {20: gold, 60: gold}, {20: heads, 60: heads},
+                             ["agree", "unrelated"], 1.0, np.zeros(2), halvings=2)
+    assert seen == [20, 20]  # 5 of 11 headlines, 2 stories each, at both lengths
+    assert scored == [12] * 8  # the other 6 headlines, per length and calibration
+
+
+def test_relatedness_auc(mod):
+    assert mod.relatedness_auc(["agree", "unrelated", "discuss", "unrelated"], [0.9, 0.1, 0.4, 0.5]) == 0.75
