@@ -129,6 +129,11 @@ def build_pages(split: str, n_pages: int, lead_words: int, unrelated_share: floa
     return out
 
 
+def flatten(pages) -> tuple[list[str], list[str], list[str]]:
+    """The pages' (headline, story, label) triples as three lists: headlines, stories, labels."""
+    return ([h for p in pages for h, _, _ in p], [s for p in pages for _, s, _ in p],
+            [g for p in pages for _, _, g in p])
+
 def page_scores(gold, pred, score, labels: list[str], pages: int, unrelated: str = "unrelated") -> dict:
     """The figures printed per model: accuracy and macro-F1 over ``labels``, related/unrelated accuracy, how the
     other-claim stories and the related ones fare, and the ECE of ``score`` (the predicted label's probability,
@@ -182,9 +187,8 @@ def main() -> None:
         if pages is None:  # one set of pages for every model (picked with the first model's embedder)
             pages = build_pages(args.split, args.pages, args.lead_words, args.unrelated_share, args.seed,
                                 embedder.encode, held_out=args.held_out)
-        heads = [h for p in pages for h, _, _ in p]
-        stories = [s for p in pages for _, s, _ in p]
-        gold = np.array([g for p in pages for _, _, g in p])
+        heads, stories, gold = flatten(pages)
+        gold = np.array(gold)
         pred, score = stance_predict(model, heads, stories, embedder.encode)
         pred = np.asarray(pred)
         res = page_scores(gold, pred, score, list(model.stances), pages=len(pages))

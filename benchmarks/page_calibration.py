@@ -106,21 +106,22 @@ def main() -> None:
     from classify.pipeline import make_embedder
 
     pages_mod = _pages_module()
-    results = {}
+    results, pages = {}, {}
     for path in args.model:
         model = load_model(path)
         embed = make_embedder(model.config, quiet=True).encode
+        if not pages:  # one set of pages per length for every model (picked with the first model's embedder)
+            pages = {L: pages_mod.flatten(pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share,
+                                                                args.seed, embed, held_out=args.held_out))
+                     for L in args.lead_words}
         sm = model.stance
         classes = [str(c) for c in sm.classes_]
         unrelated = model.config.labels.unrelated
         col = classes.index(unrelated)
         proba, gold, heads, auc = {}, {}, {}, {}
         for L in args.lead_words:
-            pages = pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share, args.seed, embed,
-                                          held_out=args.held_out)
-            H = [h for p in pages for h, _, _ in p]
-            B = [s for p in pages for _, s, _ in p]
-            gold[L], heads[L] = [g for p in pages for _, _, g in p], H
+            H, B, gold[L] = pages[L]
+            heads[L] = H
             F = sm.features(H, B, embed)
             ce = sm.cross_encoder_
             contexts = sm._contexts(H, B, embed) if ce is not None else B

@@ -333,8 +333,9 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
     how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest``
     the unrelated pairs drawn are those whose body's opening (its first 1,000 characters, embedded) is closest to
-    the headline: a recommender's picks among stories the data labels as another claim's. Third: with ``pretrain_classifier_words`` N, the same pairs
-    as the feature classifier reads them, (headlines, each body's first N words, labels); else None."""
+    the headline: a recommender's picks among stories the data labels as another claim's. Third: with
+    ``pretrain_classifier_words`` N, the same pairs as the feature classifier reads them, (headlines, each body's
+    first N words, labels); else None."""
     ce = config.stance.cross_encoder
     loaded = load_corpus(ce.pretrain, config).pairs
     if not loaded:

@@ -11,6 +11,18 @@ SHARED = ROOT.parent / "shared"
 SEED = SHARED / "seed" / "000_522a1ffb40483018.txt"
 
 
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (registered under its name, so the scripts it loads by name find it)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 class FakeEmbedder:
     """Deterministic bag-of-words vectors: fast stand-in for the sentence-transformers model in unit tests."""
 

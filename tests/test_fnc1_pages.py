@@ -3,22 +3,16 @@ stories as body leads, other-event stories as the closest bodies of other claims
 hand-made embedder pin the construction; the real files, where present, pin the page make-up."""
 
 import csv
-import importlib.util
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def pages_mod():
-    spec = importlib.util.spec_from_file_location("fnc1_pages", ROOT / "benchmarks" / "fnc1_pages.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fnc1_pages"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("fnc1_pages")
 
 
 def test_claims_are_connected_parts_of_the_related_graph(pages_mod):

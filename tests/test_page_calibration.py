@@ -1,22 +1,17 @@
 """benchmarks/page_calibration.py: a calibration fitted on half the pages' headlines and scored on the other half,
 beside the model's own, and the relatedness AUC. Tiny pages whose figures are worked out by hand."""
 
-import importlib.util
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def mod():
-    spec = importlib.util.spec_from_file_location("page_calibration", ROOT / "benchmarks" / "page_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["page_calibration"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("page_calibration")
 
 
 def _pages(n_heads=8):
