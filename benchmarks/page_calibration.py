@@ -122,15 +122,11 @@ def main() -> None:
         for L in args.lead_words:
             H, B, gold[L] = pages[L]
             heads[L] = H
-            F = sm.features(H, B, embed)
-            ce = sm.cross_encoder_
-            contexts = sm._contexts(H, B, embed) if ce is not None else B
-            proba[L] = sm._normalise(sm._mix(sm.classifier_, ce, sm.weight_, F, H, contexts))
-            parts = {"classifier": sm.classifier_.predict_proba(F), "mix": proba[L]}
-            if ce is not None:
-                ce_proba = np.zeros_like(proba[L])
-                ce_proba[:, np.searchsorted(classes, [str(c) for c in ce.classes_])] = ce.predict_proba(H, contexts)
-                parts["cross_encoder"] = ce_proba
+            scored = sm.part_proba(H, B, embed)  # each part scores every pair once
+            proba[L] = sm._normalise(scored["mix"])
+            parts = {"classifier": scored["classifier"], "mix": proba[L]}
+            if "cross_encoder" in scored:
+                parts["cross_encoder"] = scored["cross_encoder"]
             auc[L] = {k: round(relatedness_auc(gold[L], 1 - v[:, col], unrelated), 3) for k, v in parts.items()}
         res = compare_calibrations(proba, gold, heads, classes, sm.temperature_, sm.bias_, args.halvings,
                                    args.seed, unrelated)

@@ -522,6 +522,10 @@ class StanceModel:
     def _ce_inside(self) -> bool:
         return self.cross_encoder is not None and self.mode == "all"
 
+    @property
+    def _ce_fitted_all(self) -> bool:
+        return getattr(self, "cross_encoder_", None) is not None and self.mode == "all"
+
     def _validates(self) -> bool:
         return bool(self.calibrate or (self.cross_encoder is not None and self.weight == "auto")
                     or (self._ce_inside and self.tune_scale))
@@ -558,25 +562,65 @@ class StanceModel:
                                                   [y[i] for i in keep], **extra)
         return clf, ce
 
-    def _mix(self, clf, ce, weight, F, headlines, contexts) -> np.ndarray:
+    def _scores(self, clf, ce, F, headlines, contexts) -> tuple:
+        """Each part's probabilities, every pair scored once: ``(classifier, cross_encoder, rows)``.
+
+        The classifier scores every pair; the cross-encoder (if any) every pair in ``all`` mode, or in ``related``
+        mode only those the classifier calls related (``rows``, in order; its columns are ``ce.classes_``)."""
         proba = clf.predict_proba(F)
         if ce is None or not len(F):
+            return proba, None, None
+        rows = np.arange(len(F))
+        if self.mode != "all":
+            cols = np.searchsorted(clf.classes_, ce.classes_)
+            rows = np.flatnonzero(proba[:, cols].sum(axis=1) > proba[:, list(clf.classes_).index(clf.unrelated_label)])
+        ce_proba = (ce.predict_proba([headlines[i] for i in rows], [contexts[i] for i in rows]) if len(rows)
+                    else np.zeros((0, len(ce.classes_))))
+        return proba, ce_proba, rows
+
+    def _combine(self, clf, ce, weight, proba, ce_proba, rows) -> np.ndarray:
+        """Mix the parts' probabilities (``_scores``) with ``weight`` into a new array (the classifier's own
+        where there is no cross-encoder); the inputs are left as they are, so one scoring serves every weight."""
+        if ce_proba is None:
             return proba
         cols = np.searchsorted(clf.classes_, ce.classes_)
         if self.mode == "all":
             out = (1 - weight) * proba
-            out[:, cols] += weight * ce.predict_proba(headlines, contexts)
+            out[:, cols] += weight * ce_proba
             return out
-        unrelated = clf.unrelated_label
-        related = proba[:, cols].sum(axis=1) > proba[:, list(clf.classes_).index(unrelated)]
-        idx = np.flatnonzero(related)
-        if len(idx):
-            inner = proba[np.ix_(idx, cols)]
+        out = proba.copy()
+        if len(rows):
+            inner = out[np.ix_(rows, cols)]
             mass = inner.sum(axis=1, keepdims=True)
-            mixed = weight * ce.predict_proba([headlines[i] for i in idx], [contexts[i] for i in idx]) \
-                + (1 - weight) * inner / mass
-            proba[np.ix_(idx, cols)] = mixed * mass
-        return proba
+            out[np.ix_(rows, cols)] = (weight * ce_proba + (1 - weight) * inner / mass) * mass
+        return out
+
+    def _mix(self, clf, ce, weight, F, headlines, contexts) -> np.ndarray:
+        return self._combine(clf, ce, weight, *self._scores(clf, ce, F, headlines, contexts))
+
+    def part_proba(self, headlines: list[str], bodies: list[str], embed) -> dict[str, np.ndarray]:
+        """Each part's probabilities for the pairs, every pair scored once, columns in ``classes_`` order:
+        ``classifier`` (the feature classifier), ``cross_encoder`` (only with one in ``all`` mode: in ``related``
+        mode it does not score every pair), ``mix`` (theirs mixed by the fitted weight, before class scales and
+        calibration) and ``calibrated`` (what ``predict_proba`` returns)."""
+        if not hasattr(self, "classes_"):
+            raise NotFittedError("StanceModel is not fitted")
+        if not len(headlines):
+            empty = np.zeros((0, len(self.classes_)))
+            return {"classifier": empty, **({"cross_encoder": empty} if self._ce_fitted_all else {}),
+                    "mix": empty, "calibrated": empty}
+        F = self.features(headlines, bodies, embed)
+        ce = self.cross_encoder_
+        contexts = self._contexts(headlines, bodies, embed) if ce is not None else list(bodies)
+        scores = self._scores(self.classifier_, ce, F, headlines, contexts)
+        mix = self._combine(self.classifier_, ce, self.weight_, *scores)
+        out = {"classifier": scores[0]}
+        if self._ce_fitted_all:
+            out["cross_encoder"] = np.zeros_like(mix)
+            out["cross_encoder"][:, np.searchsorted(self.classes_, ce.classes_)] = scores[1]
+        out["mix"] = mix
+        out["calibrated"] = _calibrated(self._normalise(mix), self.temperature_, self.bias_)
+        return out
 
     # -- estimator API ----------------------------------------------------------------------------------
     def fit(self, headlines: list[str], bodies: list[str], labels, embed, groups=None,
@@ -679,18 +723,10 @@ class StanceModel:
         written; a temperature alone (which never changes the argmax) is fitted on the written pairs."""
         gold = np.searchsorted(self.classes_, y)
         weights = self.WEIGHT_GRID if (ce is not None and self.weight == "auto") else [self.weight_]
-        if ce is not None:
-            base = clf.predict_proba(F)
-            ce_proba = ce.predict_proba(headlines, contexts) if self.mode == "all" else None
+        parts = self._scores(clf, ce, F, headlines, contexts)  # each pair scored once for every weight
         scored = []
         for w in weights:
-            if ce is None:
-                proba = clf.predict_proba(F)
-            elif self.mode == "all":
-                proba = (1 - w) * base
-                proba[:, np.searchsorted(self.classes_, ce.classes_)] += w * ce_proba
-            else:
-                proba = self._mix(clf, ce, w, F, headlines, contexts)
+            proba = self._combine(clf, ce, w, *parts)
             f1 = f1_score(gold, proba.argmax(axis=1), average="macro", labels=np.arange(len(self.classes_)))
             nll = -np.mean(np.log(np.clip(proba[np.arange(len(gold)), gold], 1e-12, None)))
             scored.append((round(f1, 4), -nll, w, proba))

@@ -66,10 +66,10 @@ def test_all_mode_mixes_by_weight():
 def test_related_mode_only_rescores_pairs_called_related():
     feat = [[0.1, 0.1, 0.1, 0.7], [0.5, 0.2, 0.1, 0.2]]  # pair 0 unrelated, pair 1 related (mass 0.8)
     ce = FixedCrossEncoder([[0.0, 1.0, 0.0]], classes=CLASSES[:3])
-    proba = fitted(FixedClassifier(feat), ce, mode="related", weight=0.5).predict_proba(H, B, embed)
+    proba = fitted(FixedClassifier(feat), ce, mode="related", weight=0.25).predict_proba(H, B, embed)
     np.testing.assert_allclose(proba[0], feat[0])
     inner = np.array([0.5, 0.2, 0.1]) / 0.8
-    np.testing.assert_allclose(proba[1, :3], (0.5 * np.array([0, 1, 0]) + 0.5 * inner) * 0.8)
+    np.testing.assert_allclose(proba[1, :3], (0.25 * np.array([0, 1, 0]) + 0.75 * inner) * 0.8)
     assert ce.seen == [["Headline two"]]
 
 
@@ -861,6 +861,54 @@ def test_related_mode_with_several_related_pairs_and_a_tie():
         np.testing.assert_allclose(proba[row, :3], (0.5 * np.array(ce_row) + 0.5 * inner) * mass)
         assert proba[row, 3] == feat[row][3]
     np.testing.assert_allclose(proba[[1, 3]], np.array(feat)[[1, 3]])
+
+
+@pytest.mark.parametrize("mode", ["all", "related"])
+def test_tune_scores_each_validation_pair_once_for_all_weights(mode):
+    # five weights tried, the cross-encoder asked once; in related mode the same tune as _mix weight by weight
+    feat = [[0.5, 0.2, 0.1, 0.2], [0.1, 0.1, 0.1, 0.7], [0.1, 0.5, 0.2, 0.2], [0.2, 0.1, 0.5, 0.2]]
+    rows = [[0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]]
+    classes = CLASSES if mode == "all" else CLASSES[:3]
+    ce = ContextCE([r[: len(classes)] for r in (rows if mode == "all" else [rows[0], rows[2], rows[3]])],
+                   classes=classes)
+    m = StanceModel(StanceClassifier(), mode=mode, weight="auto")
+    m.classes_, m.class_scale_, m.temperature_, m.bias_, m.weight_ = CLASSES, np.ones(4), 1.0, np.zeros(4), 0.5
+    heads, contexts = ["h0", "h1", "h2", "h3"], ["c0", "c1", "c2", "c3"]
+    m._tune(FixedClassifier(feat), ce, np.zeros((4, 1)), heads, contexts, CLASSES.copy())
+    assert ce.seen == ([(heads, contexts)] if mode == "all" else [(["h0", "h2", "h3"], ["c0", "c2", "c3"])])
+    assert len(m.validation_["weights_tried"]) == 5
+    parts = m._scores(FixedClassifier(feat), ContextCE(ce.proba, classes=classes), np.zeros((4, 1)), heads, contexts)
+    first = m._combine(FixedClassifier(feat), ce, 0.5, *parts)
+    np.testing.assert_array_equal(parts[0], feat)  # the scores serve the next weight as they were
+    np.testing.assert_array_equal(m._combine(FixedClassifier(feat), ce, 0.5, *parts), first)
+    for w, f1 in m.validation_["weights_tried"].items():
+        one = ContextCE(ce.proba, classes=classes)
+        proba = m._mix(FixedClassifier(feat), one, float(w), np.zeros((4, 1)), heads, contexts)
+        gold = np.arange(4)
+        assert f1 == round(float(np.mean([
+            2 * np.sum((proba.argmax(1) == k) & (gold == k))
+            / max(np.sum(proba.argmax(1) == k) + np.sum(gold == k), 1) for k in range(4)])), 4)
+
+
+def test_part_proba_gives_each_part_scored_once_and_what_predict_proba_gives():
+    feat = [[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]]
+    ce = ContextCE([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    m = fitted(FixedClassifier(feat), ce, weight=0.25, scale=(1, 2, 1, 1), temperature=2.0, bias=(0.1, 0, 0, -0.1))
+    parts = m.part_proba(H, B, embed)
+    assert list(parts) == ["classifier", "cross_encoder", "mix", "calibrated"] and len(ce.seen) == 1
+    np.testing.assert_allclose(parts["classifier"], feat)
+    np.testing.assert_allclose(parts["cross_encoder"], ce.proba)
+    np.testing.assert_allclose(parts["mix"], 0.75 * np.array(feat) + 0.25 * ce.proba)
+    np.testing.assert_allclose(parts["calibrated"], m.predict_proba(H, B, embed))
+    # related mode: the cross-encoder does not score every pair, so it is not a part of its own
+    related = fitted(FixedClassifier(feat), ContextCE([[0.0, 1.0, 0.0]], classes=CLASSES[:3]), mode="related")
+    assert list(related.part_proba(H, B, embed)) == ["classifier", "mix", "calibrated"]
+    assert list(fitted(FixedClassifier(feat)).part_proba(H, B, embed)) == ["classifier", "mix", "calibrated"]
+    empty = m.part_proba([], [], embed)
+    assert list(empty) == list(parts) and all(v.shape == (0, 4) for v in empty.values())
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        StanceModel().part_proba(H, B, embed)
 
 
 def test_predict_proba_edges_and_what_the_cross_encoder_reads(monkeypatch):
