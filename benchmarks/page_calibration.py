@@ -2,7 +2,9 @@
 laid out as pages (benchmarks/fnc1_pages.py builds them):
 
 - **relatedness AUC** of each part (the feature classifier, the cross-encoder, the mix the model uses): how well
-  it ranks the related stories of a page above the other-claim ones, whatever threshold is put on it;
+  it ranks the related stories of a page above the other-claim ones, whatever threshold is put on it; and the same
+  against only the closest other-claim stories (the top --closest-share of them by the embedding cosine of
+  headline and story, all pages together): the look-alikes a real list of same-topic stories is made of;
 - **calibration fitted on real pages** against the model's own (temperature and class biases fitted on its
   validation split of our data): the pages' headlines are halved (--halvings seeded halvings), the temperature
   and class biases fitted on one half's pages (all --lead-words lengths together) and both calibrations scored on
@@ -42,6 +44,18 @@ def relatedness_auc(gold, related_score, unrelated: str = "unrelated") -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(np.asarray(gold) != unrelated, related_score))
+
+
+def closest_mask(gold, similarity, share: float, unrelated: str = "unrelated") -> np.ndarray:
+    """Every related story and the other-claim (``unrelated``) stories whose headline-story ``similarity`` is in
+    their top ``share`` (at or above that quantile of the other-claim stories' similarities)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"--closest-share must be in (0, 1], not {share}")
+    other = np.asarray(gold) == unrelated
+    similarity = np.asarray(similarity, dtype=float)
+    if not other.any():
+        return ~other
+    return ~other | (similarity >= np.quantile(similarity[other], 1 - share))
 
 
 def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperature: float, bias,
@@ -87,12 +101,19 @@ def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperat
     return out
 
 
+def _cosines(heads, stories, embed) -> np.ndarray:
+    a, b = np.asarray(embed(list(heads)), dtype=float), np.asarray(embed(list(stories)), dtype=float)
+    return (a * b).sum(axis=1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="model directory (repeat to compare)")
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--held-out", type=float, metavar="SHARE", help="training split only: as in fnc1_pages.py")
     ap.add_argument("--pages", type=int, default=300)
+    ap.add_argument("--closest-share", type=float, default=0.25,
+                    help="the share of other-claim stories, the closest to their headline, for relatedness_auc_closest")
     ap.add_argument("--lead-words", type=int, nargs="+", default=[20, 40, 60])
     ap.add_argument("--unrelated-share", type=float, default=0.65)
     ap.add_argument("--halvings", type=int, default=10)
@@ -101,6 +122,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.held_out is not None and args.split != "train":
         ap.error("--held-out draws claims of the training split: add --split train")
+    if not 0 < args.closest_share <= 1:
+        ap.error(f"--closest-share must be in (0, 1], not {args.closest_share}")
 
     from classify.model import load_model
     from classify.pipeline import make_embedder
@@ -118,7 +141,7 @@ def main() -> None:
         classes = [str(c) for c in sm.classes_]
         unrelated = model.config.labels.unrelated
         col = classes.index(unrelated)
-        proba, gold, heads, auc = {}, {}, {}, {}
+        proba, gold, heads, auc, closest = {}, {}, {}, {}, {}
         for L in args.lead_words:
             H, B, gold[L] = pages[L]
             heads[L] = H
@@ -128,9 +151,13 @@ def main() -> None:
             if "cross_encoder" in scored:
                 parts["cross_encoder"] = scored["cross_encoder"]
             auc[L] = {k: round(relatedness_auc(gold[L], 1 - v[:, col], unrelated), 3) for k, v in parts.items()}
+            keep = closest_mask(gold[L], _cosines(H, B, embed), args.closest_share, unrelated)
+            closest[L] = {k: round(relatedness_auc(np.asarray(gold[L])[keep], 1 - v[keep, col], unrelated), 3)
+                          for k, v in parts.items()}
         res = compare_calibrations(proba, gold, heads, classes, sm.temperature_, sm.bias_, args.halvings,
                                    args.seed, unrelated)
         res["relatedness_auc"] = auc
+        res["relatedness_auc_closest"] = {"share": args.closest_share, **closest}
         res["own_calibration"] = {"temperature": round(float(sm.temperature_), 3),
                                   "bias": {c: round(float(b), 3) for c, b in zip(classes, sm.bias_)}}
         results[path] = res

@@ -63,3 +63,27 @@ def test_halves_split_headlines_and_pool_every_length(mod, monkeypatch):
 
 def test_relatedness_auc(mod):
     assert mod.relatedness_auc(["agree", "unrelated", "discuss", "unrelated"], [0.9, 0.1, 0.4, 0.5]) == 0.75
+
+
+def test_closest_mask_keeps_every_related_story_and_the_closest_other_ones(mod):
+    gold = ["agree", "unrelated", "unrelated", "discuss", "unrelated", "unrelated"]
+    sim = [0.1, 0.9, 0.2, 0.3, 0.5, 0.7]
+    # the other-claim similarities 0.9, 0.2, 0.5, 0.7: the top half is at or above their median, 0.6
+    assert mod.closest_mask(gold, sim, 0.5).tolist() == [True, True, False, True, False, True]
+    assert mod.closest_mask(gold, sim, 1.0).all()
+    assert mod.closest_mask(gold, sim, 0.25).tolist() == [True, True, False, True, False, False]
+    assert mod.closest_mask(["x", "x", "unrelated"], [0.1, 0.9, 0.2], 0.5, unrelated="x").tolist() == [False, True, True]
+    assert mod.closest_mask(["agree"], [0.4], 0.5).tolist() == [True]
+    with pytest.raises(ValueError, match="closest-share"):
+        mod.closest_mask(gold, sim, 0)
+    # only the closest other-claim stories: a score that ranks far ones low no longer counts
+    keep = mod.closest_mask(gold, sim, 0.5)
+    score = np.array([0.6, 0.8, 0.0, 0.7, 0.0, 0.1])
+    assert mod.relatedness_auc(gold, score) == 0.75
+    assert mod.relatedness_auc(np.array(gold)[keep], score[keep]) == 0.5
+
+
+def test_cosines_by_hand(mod):
+    table = {"a": [1.0, 0.0], "b": [3.0, 4.0], "c": [0.0, 2.0]}
+    got = mod._cosines(["a", "a", "b"], ["b", "c", "b"], lambda ts: np.array([table[t] for t in ts]))
+    np.testing.assert_allclose(got, [0.6, 0.0, 1.0])
