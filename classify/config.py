@@ -204,9 +204,11 @@ class CrossEncoderConfig(_Strict):
     (`pretrain_unrelated_share` sets the unrelated label's apart)."""
     pretrain_epochs: float = Field(1.0, gt=0)
     """Passes over the drawn pretraining pairs (at `learning_rate`)."""
-    pretrain_unrelated: Literal["random", "closest"] = "random"
+    pretrain_unrelated: Literal["random", "closest", "mined"] = "random"
     """Which of the pretraining data's `labels.unrelated` pairs are drawn: at random, or those whose body's opening is
-    closest to the headline by embedding cosine (stories of other claims a recommender would have picked)."""
+    closest to the headline by embedding cosine (stories of other claims a recommender would have picked); `mined`:
+    not the data's own unrelated pairs but, for each headline, the 2 bodies closest to it among all the data's
+    bodies of other claims (a claim: headlines and bodies joined by related pairs), the closest drawn first."""
     pretrain_unrelated_share: float | None = Field(None, gt=0, lt=1)
     """The share of `pretrain_pairs` drawn from the pretraining data's `labels.unrelated` pairs (all of them where
     it holds fewer); the rest goes to the other labels, an equal share each. null: every label an equal share."""

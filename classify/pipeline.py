@@ -325,6 +325,45 @@ def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: st
 
 
 PRETRAIN_LEAD_CHARS = 1000
+PRETRAIN_MINED_PER_HEADLINE = 2
+
+
+def claim_parts(pairs: list, unrelated: str) -> dict[str, int]:
+    """The claim of each headline and body text: connected parts of the graph of related (headline, body) pairs
+    (a body no related pair reaches is a claim of its own)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes: dict[tuple[str, str], int] = {}
+    for p in pairs:
+        nodes.setdefault(("h", p.headline), len(nodes))
+        nodes.setdefault(("b", p.body), len(nodes))
+    edges = [(nodes[("h", p.headline)], nodes[("b", p.body)]) for p in pairs if p.label != unrelated]
+    rows, cols = zip(*edges) if edges else ((), ())
+    graph = coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(nodes), len(nodes)))
+    _, part = connected_components(graph, directed=False)
+    return {key: int(part[i]) for key, i in nodes.items()}
+
+
+def mined_unrelated(pairs: list, embed, unrelated: str, per_headline: int = PRETRAIN_MINED_PER_HEADLINE):
+    """``per_headline`` new ``unrelated`` pairs for each headline: the bodies closest to it (cosine of the headline
+    and the body's first ``PRETRAIN_LEAD_CHARS`` characters, embedded) among all the pairs' bodies of other claims
+    (``claim_parts``), and their cosines. Deterministic: ties keep the bodies' first-seen order."""
+    claim = claim_parts(pairs, unrelated)
+    heads = list(dict.fromkeys(p.headline for p in pairs))
+    bodies = list(dict.fromkeys(p.body for p in pairs))
+    leads = [b[:PRETRAIN_LEAD_CHARS] for b in bodies]
+    vectors = np.asarray(embed(heads + leads), dtype=float)
+    vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    sims = vectors[: len(heads)] @ vectors[len(heads):].T
+    body_claim = np.array([claim[("b", b)] for b in bodies])
+    out, closeness = [], []
+    for i, h in enumerate(heads):
+        order = np.argsort(-sims[i], kind="stable")
+        picked = [j for j in order if body_claim[j] != claim[("h", h)]][:per_headline]
+        out += [StancePair(h, bodies[j], unrelated, source="mined") for j in picked]
+        closeness += [float(sims[i, j]) for j in picked]
+    return out, closeness
 
 
 def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
@@ -333,7 +372,8 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
     how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest``
     the unrelated pairs drawn are those whose body's opening (its first 1,000 characters, embedded) is closest to
-    the headline: a recommender's picks among stories the data labels as another claim's. Third: with
+    the headline: a recommender's picks among stories the data labels as another claim's; with ``mined``, the
+    unrelated pairs are ``mined_unrelated``'s instead of the data's, the closest drawn first. Third: with
     ``pretrain_classifier_words`` N, the same pairs as the feature classifier reads them, (headlines, each body's
     first N words, labels); else None."""
     ce = config.stance.cross_encoder
@@ -341,7 +381,11 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     if not loaded:
         raise DataError("stance.cross_encoder.pretrain: the pretraining sources hold no stance pairs")
     closeness, unrelated = None, config.labels.unrelated
-    if ce.pretrain_unrelated == "closest" and unrelated and any(p.label == unrelated for p in loaded):
+    if ce.pretrain_unrelated == "mined" and unrelated:
+        related = [p for p in loaded if p.label != unrelated]
+        mined, near = mined_unrelated(loaded, embedder.encode, unrelated)
+        loaded, closeness = related + mined, [0.0] * len(related) + near
+    elif ce.pretrain_unrelated == "closest" and unrelated and any(p.label == unrelated for p in loaded):
         heads = sorted({p.headline for p in loaded if p.label == unrelated})
         leads = sorted({p.body[:PRETRAIN_LEAD_CHARS] for p in loaded if p.label == unrelated})
         vectors = dict(zip(heads + leads, embedder.encode(heads + leads)))

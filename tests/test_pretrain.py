@@ -434,3 +434,61 @@ def test_an_unknown_classifier_pretraining_stage_is_refused_not_read_as_all(fake
         model.fit(["Dam hit"] * 4, ["It was hit.", "It was not.", "Rain.", "It was."],
                   ["agree", "disagree", "unrelated", "agree"], fake_embedder.encode,
                   classifier_pretrain=(["Pope"], ["Denied."], ["disagree"]))
+
+
+def test_claims_and_mined_unrelated_pairs_by_hand():
+    from classify.pipeline import claim_parts, mined_unrelated
+
+    pairs = [StancePair("H1", "b1", "agree"), StancePair("H1", "b2", "unrelated"), StancePair("H2", "b2", "discuss"),
+             StancePair("H2", "b3", "unrelated"), StancePair("H3", "b3", "agree"), StancePair("H3", "b1", "unrelated"),
+             StancePair("H4", "b4", "disagree"), StancePair("H1", "b4", "discuss")]
+    claim = claim_parts(pairs, "unrelated")
+    # H1-b1, H1-b4, H4-b4 are one claim (joined through H1 and b4); H2-b2 and H3-b3 one each
+    assert claim[("h", "H1")] == claim[("b", "b1")] == claim[("b", "b4")] == claim[("h", "H4")]
+    assert len({claim[("h", "H1")], claim[("h", "H2")], claim[("h", "H3")]}) == 3
+    assert claim[("b", "b2")] == claim[("h", "H2")] and claim[("b", "b3")] == claim[("h", "H3")]
+    vec = {"H1": [1, 0, 0], "H2": [0, 1, 0], "H3": [0, 0, 1], "H4": [1, 1, 0],
+           "b1": [1, 0.1, 0], "b2": [0.5, 1, 0], "b3": [0.6, 0, 1], "b4": [0, 1, 0.2]}
+    embed = lambda texts: np.array([vec[t] for t in texts], dtype=float)  # noqa: E731
+    mined, near = mined_unrelated(pairs, embed, "unrelated", per_headline=1)
+    # H1's closest bodies are b1 (its own claim) then b3 (0.514) over b2 (0.447); H2 takes b4 (0.981), another
+    # claim's; H3 b4 (0.196); H4 skips its own b4 for b2 (0.949)
+    assert [(p.headline, p.body, p.label) for p in mined] == [
+        ("H1", "b3", "unrelated"), ("H2", "b4", "unrelated"), ("H3", "b4", "unrelated"), ("H4", "b2", "unrelated")]
+    np.testing.assert_allclose(near, [0.6 / np.hypot(0.6, 1), 1 / np.hypot(1, 0.2), 0.2 / np.hypot(1, 0.2),
+                                      1.5 / np.hypot(0.5, 1) / np.sqrt(2)], atol=1e-9)
+    two, _ = mined_unrelated(pairs, embed, "unrelated", per_headline=2)
+    # H3's second is a tie at 0 (b1, b2): the first-seen body
+    assert [(p.headline, p.body) for p in two] == [("H1", "b3"), ("H1", "b2"), ("H2", "b4"), ("H2", "b1"),
+                                                   ("H3", "b4"), ("H3", "b1"), ("H4", "b2"), ("H4", "b3")]
+    assert all(claim[("h", p.headline)] != claim[("b", p.body)] for p in two)
+
+
+def test_mined_unrelated_pretraining_pairs_replace_the_datas_own(tmp_path, tiny_config, fake_embedder, monkeypatch):
+    import classify.pipeline as pipeline
+
+    rows = list(zip(*PRE)) + [("Pope says aliens exist", "Stocks rose on Tuesday.", "unrelated"),
+                              ("Singer dies in crash", "Rain is due on Friday.", "unrelated")]
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 100,
+                                      "pretrain_unrelated": "mined"}
+    calls = []
+    real = pipeline.mined_unrelated
+
+    def spy(pairs, embed, unrelated, per_headline=pipeline.PRETRAIN_MINED_PER_HEADLINE):
+        calls.append(per_headline)
+        return real(pairs, embed, unrelated, per_headline)
+    monkeypatch.setattr(pipeline, "mined_unrelated", spy)
+    (heads, contexts, labels), info, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
+                                                                   fake_embedder, quiet=True)
+    assert calls == [2] and info["unrelated"] == "mined"
+    # the data's own unrelated pairs are dropped for mined_unrelated's: each headline with its 2 closest bodies of
+    # other claims (a body only unrelated pairs reach is a claim of its own), the related pairs kept as they are
+    loaded = [StancePair(h, b, label) for h, b, label in rows]
+    expected, _ = real(loaded, fake_embedder.encode, "unrelated")
+    got = sorted((h, c) for h, c, label in zip(heads, contexts, labels) if label == "unrelated")
+    assert got == sorted((p.headline, p.body) for p in expected) and len(got) == 6
+    assert sorted(h for h, _ in got) == sorted([h for h in set(PRE[0]) for _ in range(2)])
+    assert info["counts"]["unrelated"] == 6 and sum(label != "unrelated" for label in labels) == len(PRE[2])
+    related = {(h, b) for h, b, label in zip(*PRE)}
+    assert not set(got) & related
