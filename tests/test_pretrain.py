@@ -436,7 +436,8 @@ def test_an_unknown_classifier_pretraining_stage_is_refused_not_read_as_all(fake
                   classifier_pretrain=(["Pope"], ["Denied."], ["disagree"]))
 
 
-def test_claims_and_mined_unrelated_pairs_by_hand():
+def test_claims_and_mined_unrelated_pairs_by_hand(monkeypatch):
+    import classify.pipeline as pipeline
     from classify.pipeline import claim_parts, mined_unrelated
 
     pairs = [StancePair("H1", "b1", "agree"), StancePair("H1", "b2", "unrelated"), StancePair("H2", "b2", "discuss"),
@@ -462,6 +463,10 @@ def test_claims_and_mined_unrelated_pairs_by_hand():
     assert [(p.headline, p.body) for p in two] == [("H1", "b3"), ("H1", "b2"), ("H2", "b4"), ("H2", "b1"),
                                                    ("H3", "b4"), ("H3", "b1"), ("H4", "b2"), ("H4", "b3")]
     assert all(claim[("h", p.headline)] != claim[("b", p.body)] for p in two)
+    seen = []  # bodies are embedded by their openings (the first PRETRAIN_LEAD_CHARS characters)
+    monkeypatch.setattr(pipeline, "PRETRAIN_LEAD_CHARS", 1)
+    mined_unrelated(pairs, lambda texts: seen.extend(texts) or np.ones((len(texts), 2)), "unrelated")
+    assert seen == ["H1", "H2", "H3", "H4", "b", "b", "b", "b"]
 
 
 def test_mined_unrelated_pretraining_pairs_replace_the_datas_own(tmp_path, tiny_config, fake_embedder, monkeypatch):
@@ -492,3 +497,12 @@ def test_mined_unrelated_pretraining_pairs_replace_the_datas_own(tmp_path, tiny_
     assert info["counts"]["unrelated"] == 6 and sum(label != "unrelated" for label in labels) == len(PRE[2])
     related = {(h, b) for h, b, label in zip(*PRE)}
     assert not set(got) & related
+    # a smaller unrelated share: the closest of the mined pairs are drawn first
+    raw["stance"]["cross_encoder"].update(pretrain_pairs=8, pretrain_unrelated_share=0.25)
+    (heads, contexts, labels), info, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
+                                                                   fake_embedder, quiet=True)
+    expected, near = real(loaded, fake_embedder.encode, "unrelated")
+    top = sorted(zip(near, range(len(near))), key=lambda x: -x[0])[:2]
+    assert info["counts"]["unrelated"] == 2 and top[1][0] > sorted(near)[-3]  # no tie at the cut
+    assert sorted((h, c) for h, c, label in zip(heads, contexts, labels) if label == "unrelated") == sorted(
+        (expected[i].headline, expected[i].body) for _, i in top)
