@@ -133,17 +133,19 @@ def main() -> None:
     for path in args.model:
         model = load_model(path)
         embed = make_embedder(model.config, quiet=True).encode
-        if not pages:  # one set of pages per length for every model (picked with the first model's embedder)
-            pages = {L: pages_mod.flatten(pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share,
-                                                                args.seed, embed, held_out=args.held_out))
-                     for L in args.lead_words}
+        if not pages:  # one set of pages per length for every model (picked with the first model's embedder),
+            # with the other-claim stories that count as the closest
+            for L in args.lead_words:
+                H, B, G = pages_mod.flatten(pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share,
+                                                                  args.seed, embed, held_out=args.held_out))
+                pages[L] = H, B, G, closest_mask(G, _cosines(H, B, embed), args.closest_share)
         sm = model.stance
         classes = [str(c) for c in sm.classes_]
         unrelated = model.config.labels.unrelated
         col = classes.index(unrelated)
         proba, gold, heads, auc, closest = {}, {}, {}, {}, {}
         for L in args.lead_words:
-            H, B, gold[L] = pages[L]
+            H, B, gold[L], keep = pages[L]
             heads[L] = H
             scored = sm.part_proba(H, B, embed)  # each part scores every pair once
             proba[L] = sm._normalise(scored["mix"])
@@ -151,7 +153,6 @@ def main() -> None:
             if "cross_encoder" in scored:
                 parts["cross_encoder"] = scored["cross_encoder"]
             auc[L] = {k: round(relatedness_auc(gold[L], 1 - v[:, col], unrelated), 3) for k, v in parts.items()}
-            keep = closest_mask(gold[L], _cosines(H, B, embed), args.closest_share, unrelated)
             closest[L] = {k: round(relatedness_auc(np.asarray(gold[L])[keep], 1 - v[keep, col], unrelated), 3)
                           for k, v in parts.items()}
         res = compare_calibrations(proba, gold, heads, classes, sm.temperature_, sm.bias_, args.halvings,

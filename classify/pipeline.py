@@ -326,6 +326,7 @@ def draw_pretraining(pairs: list, n: int, seed: int, closeness=None, closest: st
 
 PRETRAIN_LEAD_CHARS = 1000
 PRETRAIN_MINED_PER_HEADLINE = 2
+MINING_BLOCK = 1024
 
 
 def claim_parts(pairs: list, unrelated: str) -> dict[str, int]:
@@ -355,14 +356,16 @@ def mined_unrelated(pairs: list, embed, unrelated: str, per_headline: int = PRET
     leads = [b[:PRETRAIN_LEAD_CHARS] for b in bodies]
     vectors = np.asarray(embed(heads + leads), dtype=float)
     vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-    sims = vectors[: len(heads)] @ vectors[len(heads):].T
+    head_vectors, body_vectors = vectors[: len(heads)], vectors[len(heads):]
     body_claim = np.array([claim[("b", b)] for b in bodies])
     out, closeness = [], []
-    for i, h in enumerate(heads):
-        order = np.argsort(-sims[i], kind="stable")
-        picked = [j for j in order if body_claim[j] != claim[("h", h)]][:per_headline]
-        out += [StancePair(h, bodies[j], unrelated, source="mined") for j in picked]
-        closeness += [float(sims[i, j]) for j in picked]
+    for start in range(0, len(heads), MINING_BLOCK):  # a block of headlines at a time: memory stays bounded
+        sims = head_vectors[start:start + MINING_BLOCK] @ body_vectors.T
+        for i, h in enumerate(heads[start:start + MINING_BLOCK]):
+            other = np.flatnonzero(body_claim != claim[("h", h)])
+            picked = other[np.argsort(-sims[i, other], kind="stable")[:per_headline]]
+            out += [StancePair(h, bodies[j], unrelated, source="mined") for j in picked]
+            closeness += [float(sims[i, j]) for j in picked]
     return out, closeness
 
 

@@ -760,14 +760,7 @@ class StanceModel:
 
     def predict_proba(self, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
         """Calibrated probabilities, columns in ``classes_`` order; their argmax is ``predict``."""
-        if not hasattr(self, "classes_"):
-            raise NotFittedError("StanceModel is not fitted")
-        if not len(headlines):
-            return np.zeros((0, len(self.classes_)))
-        F = self.features(headlines, bodies, embed)
-        contexts = self._contexts(headlines, bodies, embed) if self.cross_encoder_ is not None else list(bodies)
-        proba = self._mix(self.classifier_, self.cross_encoder_, self.weight_, F, headlines, contexts)
-        return _calibrated(self._normalise(proba), self.temperature_, self.bias_)
+        return self.part_proba(headlines, bodies, embed)["calibrated"]
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(proba, axis=1)]
