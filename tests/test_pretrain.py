@@ -458,11 +458,13 @@ def test_claims_and_mined_unrelated_pairs_by_hand(monkeypatch):
         ("H1", "b3", "unrelated"), ("H2", "b4", "unrelated"), ("H3", "b4", "unrelated"), ("H4", "b2", "unrelated")]
     np.testing.assert_allclose(near, [0.6 / np.hypot(0.6, 1), 1 / np.hypot(1, 0.2), 0.2 / np.hypot(1, 0.2),
                                       1.5 / np.hypot(0.5, 1) / np.sqrt(2)], atol=1e-9)
-    two, _ = mined_unrelated(pairs, embed, "unrelated", per_headline=2)
+    two, two_near = mined_unrelated(pairs, embed, "unrelated", per_headline=2)
     # H3's second is a tie at 0 (b1, b2): the first-seen body
     assert [(p.headline, p.body) for p in two] == [("H1", "b3"), ("H1", "b2"), ("H2", "b4"), ("H2", "b1"),
                                                    ("H3", "b4"), ("H3", "b1"), ("H4", "b2"), ("H4", "b3")]
     assert all(claim[("h", p.headline)] != claim[("b", p.body)] for p in two)
+    monkeypatch.setattr(pipeline, "MINING_BLOCK", 3)  # headlines in blocks of 3 (H4 alone in the second): the same
+    assert mined_unrelated(pairs, embed, "unrelated", per_headline=2) == (two, two_near)
     seen = []  # bodies are embedded by their openings (the first PRETRAIN_LEAD_CHARS characters)
     monkeypatch.setattr(pipeline, "PRETRAIN_LEAD_CHARS", 1)
     mined_unrelated(pairs, lambda texts: seen.extend(texts) or np.ones((len(texts), 2)), "unrelated")
