@@ -178,6 +178,12 @@ class CrossEncoderConfig(_Strict):
     train all). Stages count as the encoder's `hidden_states` do: 1 is the embeddings (word, position, type), 2 to 7
     MiniLM-L6's six transformer layers. No backward pass and no optimizer update below the first trained stage.
     Measured on the default model's data: no gain (1: same time and accuracy; 3: 13 % faster, lower accuracy)."""
+    linear_probe: bool = False
+    """Start the stance head from a linear probe (LP-FT): a class-balanced logistic regression on the packaged
+    encoder's pooled vectors of the training (and pretraining) pairs, then fine-tune as usual; false: a random head."""
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    """Layer-wise learning-rate decay: the heads and the top layer train at learning_rate, each layer below at this
+    times the one above, the embeddings at this times the lowest layer; 1: one learning rate for all."""
     weight: Union[Annotated[float, Field(ge=0, le=1)], Literal["auto"]] = "auto"
     """Share of the cross-encoder in the probabilities (the rest: the feature classifier); `auto` picks it
     from 0, 0.25, 0.5, 0.75, 1 by macro-F1 on the validation split of data.train."""

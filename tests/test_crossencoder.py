@@ -333,3 +333,112 @@ def test_a_headline_too_long_for_max_length_is_cut_not_an_error():
     ce.runtime = "onnx-int8"
     ce.onnx_ = ce._export()
     assert ce.predict_proba([long_head, heads[0]], ["Flood waters rise.", stories[0]]).shape == (2, 2)
+
+
+def test_linear_probe_starts_the_head_from_a_balanced_logistic_regression(tmp_path, tiny_config, monkeypatch):
+    """``linear_probe: true`` (LP-FT): before any training step the stance head *is* a class-balanced logistic
+    regression on the packaged encoder's pooled vectors of every training and pretraining pair (worked out here
+    with scikit-learn on vectors computed apart), binary label sets included; the setting reaches the model from
+    the config, changes the trained model, is saved and keys a shared pretraining."""
+    import json
+
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from classify.crossencoder import CrossEncoder, _pretrain_key
+    from classify.pipeline import build_stance
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses", "Kherson retaken", "Drones hit Kyiv"] * 3
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord.",
+               "Troops enter the city centre.", "Power cuts after the night's strikes."] * 3
+    labels = ["agree", "discuss", "unrelated", "agree", "unrelated", "discuss"] * 2
+    extra = (["Iran denies sending drones"] * 2, ["Tehran says it sold none.", "A match report."],
+             ["disagree", "unrelated"])
+    labels_all = labels[:-1] + ["disagree"]  # the pretraining's labels must be among the training labels
+    settings = dict(epochs=1, batch_size=4, max_length=32, show_progress=False)
+    packaged = CrossEncoder(**settings)
+    packaged._build(4)
+    packaged.encoder_.eval()
+    with torch.no_grad():
+        pooled = packaged._pooled(heads + extra[0], stories + extra[1]).numpy()
+
+    monkeypatch.setattr(CrossEncoder, "_train", lambda *a, **k: None)  # the head as the probe left it
+    probed = CrossEncoder(**settings, linear_probe=True).fit(heads, stories, labels_all, pretrain=extra)
+    expected = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(
+        pooled, labels_all + extra[2])
+    np.testing.assert_allclose(probed.head_.weight.detach().numpy(), expected.coef_, atol=2e-3)
+    np.testing.assert_allclose(probed.head_.bias.detach().numpy(), expected.intercept_, atol=2e-3)
+    alone = CrossEncoder(**settings, linear_probe=True).fit(heads, stories, labels_all)  # pretraining pairs count
+    assert not np.allclose(alone.head_.weight.detach().numpy(), probed.head_.weight.detach().numpy(), atol=1e-3)
+    binary = [x if x == "unrelated" else "related" for x in labels]
+    two = CrossEncoder(**settings, linear_probe=True).fit(heads, stories, binary)
+    lr2 = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(pooled[:len(heads)], binary)
+    with torch.no_grad():
+        proba = torch.softmax(two.head_(torch.tensor(pooled[:len(heads)])), -1).numpy()
+    np.testing.assert_allclose(proba, lr2.predict_proba(pooled[:len(heads)]), atol=1e-3)
+    random_head = CrossEncoder(**settings).fit(heads, stories, binary)
+    assert not np.allclose(random_head.head_.weight.detach().numpy(), two.head_.weight.detach().numpy(), atol=1e-3)
+    monkeypatch.undo()
+
+    trained = CrossEncoder(**settings, linear_probe=True).fit(heads, stories, labels)
+    plain = CrossEncoder(**settings).fit(heads, stories, labels)
+    assert not np.allclose(trained.predict_proba(heads, stories), plain.predict_proba(heads, stories), atol=1e-4)
+    trained.save(tmp_path)
+    assert json.loads((tmp_path / "cross_encoder.json").read_text())["params"]["linear_probe"] is True
+    assert CrossEncoder.load(tmp_path).linear_probe is True
+    assert _pretrain_key(trained, extra, trained.classes_) != _pretrain_key(plain, extra, plain.classes_)
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "linear_probe": True}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.linear_probe is True
+    raw["stance"]["cross_encoder"]["linear_probe"] = False
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.linear_probe is False
+
+
+def test_layer_decay_gives_each_layer_its_learning_rate(tmp_path, tiny_config):
+    """``layer_decay: d``: the head and the top layer at the learning rate, each layer below d times the one above,
+    the embeddings d times the lowest layer (every trainable parameter in exactly one group); training then moves
+    the embeddings far less than with one rate; the setting reaches the model, is saved and keys a pretraining."""
+    import json
+
+    from classify.crossencoder import CrossEncoder, _pretrain_key
+    from classify.pipeline import build_stance
+
+    ce = CrossEncoder(learning_rate=1e-4, layer_decay=0.5)
+    ce._build(3)
+    params = list(ce.encoder_.parameters()) + list(ce.head_.parameters())
+    groups = ce._param_groups(params)
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in params)
+    lr = {id(p): g["lr"] for g in groups for p in g["params"]}
+    layers = ce.encoder_.encoder.layer
+    assert lr[id(ce.head_.weight)] == pytest.approx(1e-4)
+    for i, layer in enumerate(layers):  # six layers: the top (5) at 1e-4, layer 0 at 1e-4 / 2 ** 5
+        assert lr[id(layer.attention.self.query.weight)] == pytest.approx(1e-4 * 0.5 ** (len(layers) - 1 - i))
+    assert lr[id(ce.encoder_.embeddings.word_embeddings.weight)] == pytest.approx(1e-4 * 0.5 ** len(layers))
+    assert [g["lr"] for g in CrossEncoder(learning_rate=1e-4)._param_groups(params)] == [1e-4]
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses"] * 4
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord."] * 4
+    labels = ["agree", "discuss", "discuss", "agree"] * 2
+    settings = dict(epochs=2, batch_size=4, max_length=32, show_progress=False)
+    before = {k: v.clone() for k, v in ce.encoder_.state_dict().items()}
+
+    def moved(model, name):
+        return float((model.encoder_.state_dict()[name] - before[name]).abs().mean())
+
+    plain = CrossEncoder(**settings).fit(heads, stories, labels)
+    decayed = CrossEncoder(**settings, layer_decay=0.5).fit(heads, stories, labels)
+    low, top = "encoder.layer.0.attention.self.query.weight", "encoder.layer.5.attention.self.query.weight"
+    assert moved(decayed, low) < 0.2 * moved(plain, low)
+    assert moved(decayed, top) > 0.5 * moved(plain, top)
+    decayed.save(tmp_path)
+    assert json.loads((tmp_path / "cross_encoder.json").read_text())["params"]["layer_decay"] == 0.5
+    assert CrossEncoder.load(tmp_path).layer_decay == 0.5
+    pairs = (heads, stories, labels)
+    assert _pretrain_key(decayed, pairs, decayed.classes_) != _pretrain_key(plain, pairs, plain.classes_)
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "layer_decay": 0.8}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.layer_decay == 0.8
+    for bad in (0, 1.5):
+        raw["stance"]["cross_encoder"]["layer_decay"] = bad
+        with pytest.raises(ConfigError, match="stance.cross_encoder.layer_decay"):
+            validate_config(raw, check_files=False)
