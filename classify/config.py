@@ -180,10 +180,12 @@ class CrossEncoderConfig(_Strict):
     Measured on the default model's data: no gain (1: same time and accuracy; 3: 13 % faster, lower accuracy)."""
     linear_probe: bool = False
     """Start the stance head from a linear probe (LP-FT): a class-balanced logistic regression on the packaged
-    encoder's pooled vectors of the training (and pretraining) pairs, then fine-tune as usual; false: a random head."""
+    encoder's pooled vectors of the training (and pretraining) pairs, then fine-tune as usual; false: a random head.
+    Measured on real pages (README, step 17): a worse reader, not taken."""
     layer_decay: float = Field(1.0, gt=0, le=1)
     """Layer-wise learning-rate decay: the heads and the top layer train at learning_rate, each layer below at this
-    times the one above, the embeddings at this times the lowest layer; 1: one learning rate for all."""
+    times the one above, the embeddings at this times the lowest layer; 1: one learning rate for all. Measured on
+    real pages with 0.8 (README, step 17): a worse reader, not taken."""
     weight: Union[Annotated[float, Field(ge=0, le=1)], Literal["auto"]] = "auto"
     """Share of the cross-encoder in the probabilities (the rest: the feature classifier); `auto` picks it
     from 0, 0.25, 0.5, 0.75, 1 by macro-F1 on the validation split of data.train."""

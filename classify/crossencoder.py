@@ -142,7 +142,8 @@ def _hash_pairs(update, pairs, prefix: bytes = b"") -> None:
 def _pretrain_key(ce: "CrossEncoder", pretrain, classes) -> str:
     """What a pretraining run depends on: the settings that shape it, its pairs and the stance classes."""
     params = [ce.model, ce.pretrain_epochs, ce.pretrain_order, ce.learning_rate, ce.batch_size, ce.max_length, ce.seed,
-              ce.length_batches, ce.device, ce.precision, ce.frozen_layers, ce.linear_probe, ce.layer_decay, [str(c) for c in classes]]
+              ce.length_batches, ce.device, ce.precision, ce.frozen_layers, ce.linear_probe, ce.layer_decay,
+              [str(c) for c in classes]]
     h = hashlib.sha256(json.dumps(params, default=str).encode())
     _hash_pairs(h.update, pretrain)
     return h.hexdigest()
@@ -371,20 +372,15 @@ class CrossEncoder:
         """Start the stance head from a linear probe (LP-FT, Kumar et al., ICLR 2022): a class-balanced logistic
         regression on the packaged encoder's pooled vectors of every training pair (and pretraining pair), so
         fine-tuning starts from a head that already fits instead of a random one and moves the encoder's features
-        less, which is what keeps them useful on text unlike the training data."""
+        less. Measured on real pages: a worse reader than a random start (README, Stance on real pages, step 17)."""
         import torch
         from sklearn.linear_model import LogisticRegression
 
         first, second, y = list(headlines), list(contexts), [str(x) for x in labels]
         if pretrain is not None:
             first, second, y = first + list(pretrain[0]), second + list(pretrain[1]), y + [str(x) for x in pretrain[2]]
-        order = np.argsort([len(a) + len(b) for a, b in zip(first, second)], kind="stable")
-        pooled = np.zeros((len(first), self.encoder_.config.hidden_size), dtype=np.float32)
         self.encoder_.eval()
-        with torch.no_grad():
-            for start in range(0, len(order), 64):
-                idx = order[start:start + 64]
-                pooled[idx] = self._pooled([first[i] for i in idx], [second[i] for i in idx]).float().cpu().numpy()
+        pooled = self._in_length_batches(first, second, 64, self._pooled, self.encoder_.config.hidden_size, np.float32)
         probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(pooled, y)
         # every label of the pairs is a class (pretraining labels are among the training labels: checked in fit)
         weight, bias = probe.coef_, probe.intercept_
@@ -471,13 +467,20 @@ class CrossEncoder:
             return self._onnx_proba(headlines, contexts, batch_size)
         import torch
 
-        out = np.zeros((len(headlines), len(self.classes_)))
-        order = np.argsort([len(h) + len(c) for h, c in zip(headlines, contexts)], kind="stable")
+        return self._in_length_batches(headlines, contexts, batch_size,
+                                       lambda a, b: torch.softmax(self._logits(a, b), -1), len(self.classes_))
+
+    def _in_length_batches(self, first, second, batch_size: int, fn, width: int, dtype=np.float64) -> np.ndarray:
+        """``fn(first texts, second texts)`` (a tensor, one row per pair) run without gradients on batches of pairs
+        of similar length (less padding), the rows put back in input order."""
+        import torch
+
+        out = np.zeros((len(first), width), dtype=dtype)
+        order = np.argsort([len(a) + len(b) for a, b in zip(first, second)], kind="stable")
         with torch.inference_mode():
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
-                logits = self._logits([headlines[j] for j in idx], [contexts[j] for j in idx])
-                out[idx] = torch.softmax(logits, -1).cpu().numpy()
+                out[idx] = fn([first[j] for j in idx], [second[j] for j in idx]).float().cpu().numpy()
         return out
 
     # ------------------------------------------------------------------------------------------------ onnx
