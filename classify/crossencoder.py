@@ -344,7 +344,7 @@ class CrossEncoder:
         self.classes_ = np.unique(labels)
         self.head_arrays_ = self._ort = self.scored_ = None
         self._build(len(self.classes_))
-        if self.linear_probe:
+        if self.linear_probe and len(self.classes_) > 1:  # one label: nothing to probe, the head's output is constant
             self._probe(headlines, contexts, labels, pretrain)
         if pretrain is not None and self.pretrain_order == "before":
             self._pretrain(pretrain)

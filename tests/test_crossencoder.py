@@ -379,6 +379,8 @@ def test_linear_probe_starts_the_head_from_a_balanced_logistic_regression(tmp_pa
     random_head = CrossEncoder(**settings).fit(heads, stories, binary)
     assert not np.allclose(random_head.head_.weight.detach().numpy(), two.head_.weight.detach().numpy(), atol=1e-3)
     monkeypatch.undo()
+    one = CrossEncoder(**settings, linear_probe=True).fit(heads[:2], stories[:2], ["agree", "agree"])  # no error
+    assert one.predict_proba(heads[:2], stories[:2]).shape == (2, 1)
 
     trained = CrossEncoder(**settings, linear_probe=True).fit(heads, stories, labels)
     plain = CrossEncoder(**settings).fit(heads, stories, labels)
