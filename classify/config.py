@@ -232,6 +232,12 @@ class CrossEncoderConfig(_Strict):
     """Which part of the feature classifier learns from those snippets: `related` (needs stance.two_stage) its
     second stage only, which related label, so data.train alone decides what is related; `all` both stages (or
     the one-stage classifier)."""
+    pretrain_words: int = Field(0, ge=0)
+    """0: the cross-encoder reads each pretraining article as `stance.context` reads a story (a long article: its
+    `top_sentences` sentences closest to the headline, wherever they stand). N: only each article's first N words,
+    as a "Recommended Stories" snippet shows it, read the same way (with `context: body`, the snippet whole from its
+    start): it learns real reporting as a page shows it, where what the story says about the claim may not be in the
+    lead. Like the other pretrain_* keys, it does nothing without pretraining pairs."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX

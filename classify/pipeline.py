@@ -267,11 +267,12 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
                      ce.pretrain_unrelated_share, config.seed, st.top_sentences, st.context,
                      config.labels.model_dump(mode="json"), config.embedding.model_dump(mode="json"),
-                     ce.pretrain_classifier_words]
+                     ce.pretrain_classifier_words, ce.pretrain_words]
             key = json.dumps(parts, allow_nan=False)
             pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
                                                           lambda: pretraining_pairs(config, embedder, quiet))
             model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order,
+                                                    "words": ce.pretrain_words,
                                                     "classifier_words": ce.pretrain_classifier_words,
                                                     "classifier_stage": ce.pretrain_classifier_stage}
         texts = pair_embedding_texts(headlines, bodies, st.context)
@@ -372,9 +373,10 @@ def mined_unrelated(pairs: list, embed, unrelated: str, per_headline: int = PRET
 
 def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     """The cross-encoder's pretraining pairs (``stance.cross_encoder.pretrain``) as it reads them: (headlines,
-    contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline;
-    and what was drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less
-    how it was trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest``
+    contexts, labels), contexts being each body's ``stance.top_sentences`` sentences closest to its headline (with
+    ``pretrain_words`` N, among its first N words: with ``stance.context: body``, those words whole); and what was
+    drawn (``pairs``, ``of``, ``counts``, ``unrelated``: meta.json's ``cross_encoder_pretrain`` less how it was
+    trained on; ``unrelated_share``: ``pretrain_unrelated_share``). With ``pretrain_unrelated: closest``
     the unrelated pairs drawn are those whose body's opening (its first 1,000 characters, embedded) is closest to
     the headline: a recommender's picks among stories the data labels as another claim's; with ``mined``, the
     unrelated pairs are ``mined_unrelated``'s instead of the data's, the closest drawn first. Third: with
@@ -402,8 +404,9 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
     context = config.stance.context
-    contexts = best_sentences(headlines, bodies,
-                              memoised(embedder.encode, pair_embedding_texts(headlines, bodies, context)),
+    read = [" ".join(b.split()[:ce.pretrain_words]) for b in bodies] if ce.pretrain_words else bodies
+    contexts = best_sentences(headlines, read,
+                              memoised(embedder.encode, pair_embedding_texts(headlines, read, context)),
                               config.stance.top_sentences, context)
     labels = [p.label for p in drawn]
     words = ce.pretrain_classifier_words

@@ -299,11 +299,15 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                           fitted=fitted)
     assert len(calls) == 4
+    raw["stance"]["cross_encoder"]["pretrain_words"] = 5  # the contexts are cut otherwise: read again
+    cut = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
+                                fitted=fitted)
+    assert len(calls) == 5 and cut.meta["cross_encoder_pretrain"]["words"] == 5
     raw["stance"]["cross_encoder"]["pretrain_unrelated_share"] = 0.5  # another draw: read again
     share = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                                   fitted=fitted)
-    assert len(calls) == 5 and share.meta["cross_encoder_pretrain"]["unrelated_share"] == 0.5
-    assert metas[0]["unrelated_share"] is None
+    assert len(calls) == 6 and share.meta["cross_encoder_pretrain"]["unrelated_share"] == 0.5
+    assert metas[0]["unrelated_share"] is None and metas[0]["words"] == 0
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
 
@@ -322,6 +326,25 @@ def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_pa
     full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
     assert snippets[0] == heads and snippets[2] == labels == same and len(heads) == 4
     assert snippets[1] == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]
+
+
+def test_pretraining_words_cut_what_the_cross_encoder_reads_of_each_article(tmp_path, tiny_config, fake_embedder):
+    from classify.pipeline import pretraining_pairs
+
+    raw = tiny_config.model_dump()
+    raw["stance"]["context"] = "body"
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))],
+                                      "pretrain_pairs": 6}
+    (heads, whole, labels), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
+    full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
+    assert whole == [full[(h, y)] for h, y in zip(heads, labels)]  # 0 (the default): a short article whole
+    raw["stance"]["cross_encoder"]["pretrain_words"] = 3
+    (same_heads, cut, same), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
+    assert same_heads == heads and same == labels
+    assert cut == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]  # the first 3 words, whole
+    raw["stance"]["cross_encoder"]["pretrain_words"] = -1
+    with pytest.raises(ConfigError, match=r"stance\.cross_encoder\.pretrain_words"):
+        validate_config(raw, check_files=False)
 
 
 def test_related_stage_classifier_pretraining_needs_a_second_stage(tmp_path, tiny_config):
