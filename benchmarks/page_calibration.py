@@ -9,7 +9,9 @@ laid out as pages (benchmarks/fnc1_pages.py builds them):
   validation split of our data): the pages' headlines are halved (--halvings seeded halvings), the temperature
   and class biases fitted on one half's pages (all --lead-words lengths together) and both calibrations scored on
   the other half. Prints accuracy, macro-F1, the exact label of related stories, the share of other-claim stories
-  called `unrelated` and the ECE, averaged over the halvings, and the fitted biases.
+  called `unrelated` and the ECE, averaged over the halvings, and the fitted biases;
+- with --label-prior LABEL=SHARE ..., **the model's own calibration moved to other label shares** (Bayes' rule
+  from the shares of its validation split, which models record from step 19 on), scored on the same halves.
 
 Choose with the held-out claims of the training split (a model pretrained on the rest, see fnc1_pages.py); the
 competition test split is for reporting:
@@ -58,15 +60,32 @@ def closest_mask(gold, similarity, share: float, unrelated: str = "unrelated") -
     return ~other | (similarity >= np.quantile(similarity[other], 1 - share))
 
 
+def prior_shift(classes, prior: dict, validation_labels: dict) -> np.ndarray:
+    """Log-odds to add to each class's bias so that probabilities calibrated on a validation split of
+    ``validation_labels`` (label -> pairs) hold for pages whose labels are shared as ``prior`` (label -> share,
+    normalised here): Bayes' rule for a shift in label shares, ``log(prior / validation share)``, the first class's
+    set to 0 as the biases' are (a constant on every class changes nothing)."""
+    classes = [str(c) for c in classes]
+    for name, given in (("--label-prior", prior), ("the model's validation split", validation_labels)):
+        missing = [c for c in classes if not given.get(c, 0) > 0]
+        if missing:
+            raise ValueError(f"{name}: no share for {missing[0]!r}; every stance label needs one above 0")
+    target = np.array([prior[c] for c in classes], dtype=float)
+    seen = np.array([validation_labels[c] for c in classes], dtype=float)
+    shift = np.log(target / target.sum()) - np.log(seen / seen.sum())
+    return shift - shift[0]
+
+
 def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperature: float, bias,
-                         halvings: int = 10, seed: int = 0, unrelated: str = "unrelated") -> dict:
+                         halvings: int = 10, seed: int = 0, unrelated: str = "unrelated", shift=None) -> dict:
     """``proba[L]``: a model's probabilities before calibration on the pages of lead length L (columns in
     ``classes`` order), ``gold[L]`` their labels, ``heads[L]`` their headlines. For each of ``halvings`` seeded
     halvings of the headlines, fits a temperature and class biases on half A's pairs of every length and scores the
     other half at each length with the model's own (``temperature``, ``bias``) and with that fit. Returns
     ``{"own": {L: figures}, "pages": {L: figures}, "fitted": {"temperature", "bias": {label: value}}}``, each
     figure the mean over the halvings (``page_scores``' accuracy, macro_f1, related_exact,
-    other_events_called_unrelated, ece)."""
+    other_events_called_unrelated, ece). With ``shift`` (``prior_shift``), also ``"prior"``: the model's own
+    calibration with the shift added to its biases, scored on the same halves."""
     from classify.stance import _calibrated, fit_calibration
 
     pages_mod = _pages_module()
@@ -77,6 +96,8 @@ def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperat
     names = np.unique(np.concatenate([np.asarray(heads[L]) for L in lengths]))
     keys = ("accuracy", "macro_f1", "related_exact", "other_events_called_unrelated", "ece")
     runs: dict = {"own": {L: [] for L in lengths}, "pages": {L: [] for L in lengths}}
+    if shift is not None:
+        runs["prior"] = {L: [] for L in lengths}
     fits = []
     for s in range(halvings):
         order = names.copy()
@@ -88,7 +109,10 @@ def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperat
         fits.append((t_fit, b_fit))
         for L in lengths:
             other = ~in_a[L]
-            for name, (t, b) in (("own", (temperature, bias)), ("pages", (t_fit, b_fit))):
+            calibrations = [("own", (temperature, bias)), ("pages", (t_fit, b_fit))]
+            if shift is not None:
+                calibrations.append(("prior", (temperature, np.asarray(bias, dtype=float) + shift)))
+            for name, (t, b) in calibrations:
                 q = _calibrated(proba[L][other], t, b)
                 pred = np.asarray(classes)[q.argmax(axis=1)]
                 res = pages_mod.page_scores(gold[L][other], pred, q.max(axis=1), classes, pages=0,
@@ -118,12 +142,28 @@ def main() -> None:
     ap.add_argument("--unrelated-share", type=float, default=0.65)
     ap.add_argument("--halvings", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label-prior", nargs="+", metavar="LABEL=SHARE",
+                    help="also score the model's own calibration moved to these label shares (Bayes' rule from its "
+                         "validation split's, which the model records), e.g. FNC-1 training's: agree=0.074 "
+                         "disagree=0.017 discuss=0.178 unrelated=0.731")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     if args.held_out is not None and args.split != "train":
         ap.error("--held-out draws claims of the training split: add --split train")
     if not 0 < args.closest_share <= 1:
         ap.error(f"--closest-share must be in (0, 1], not {args.closest_share}")
+
+    prior = None
+    if args.label_prior:
+        prior = {}
+        for item in args.label_prior:
+            label, _, share = item.partition("=")
+            try:
+                prior[label] = float(share)
+            except ValueError:
+                ap.error(f"--label-prior: expected LABEL=SHARE (a number), found {item!r}")
+            if not np.isfinite(prior[label]) or prior[label] <= 0:
+                ap.error(f"--label-prior: {label}'s share must be a number above 0, not {share!r}")
 
     from classify.model import load_model
     from classify.pipeline import make_embedder
@@ -132,6 +172,18 @@ def main() -> None:
     results, pages = {}, {}
     for path in args.model:
         model = load_model(path)
+        sm = model.stance
+        classes = [str(c) for c in sm.classes_]
+        shift = None
+        if prior is not None:
+            counts = (sm.validation_ or {}).get("labels")
+            if not counts:
+                sys.exit(f"{path}: the model records no validation label counts (stance_validation.labels in "
+                         "meta.json; models trained before step 19 lack them): train it again for --label-prior")
+            try:
+                shift = prior_shift(classes, prior, counts)
+            except ValueError as err:
+                sys.exit(f"{path}: {err}")
         embed = make_embedder(model.config, quiet=True).encode
         if not pages:  # one set of pages per length for every model (picked with the first model's embedder),
             # with the other-claim stories that count as the closest
@@ -139,8 +191,6 @@ def main() -> None:
                 H, B, G = pages_mod.flatten(pages_mod.build_pages(args.split, args.pages, L, args.unrelated_share,
                                                                   args.seed, embed, held_out=args.held_out))
                 pages[L] = H, B, G, closest_mask(G, _cosines(H, B, embed), args.closest_share)
-        sm = model.stance
-        classes = [str(c) for c in sm.classes_]
         unrelated = model.config.labels.unrelated
         col = classes.index(unrelated)
         proba, gold, heads, auc, closest = {}, {}, {}, {}, {}
@@ -156,7 +206,9 @@ def main() -> None:
             closest[L] = {k: round(relatedness_auc(np.asarray(gold[L])[keep], 1 - v[keep, col], unrelated), 3)
                           for k, v in parts.items()}
         res = compare_calibrations(proba, gold, heads, classes, sm.temperature_, sm.bias_, args.halvings,
-                                   args.seed, unrelated)
+                                   args.seed, unrelated, shift=shift)
+        if shift is not None:
+            res["prior_shift"] = {c: round(float(v), 3) for c, v in zip(classes, shift)}
         res["relatedness_auc"] = auc
         res["relatedness_auc_closest"] = {"share": args.closest_share, **closest}
         res["own_calibration"] = {"temperature": round(float(sm.temperature_), 3),

@@ -748,6 +748,8 @@ class StanceModel:
                 self.temperature_ = fit_temperature(_calibrated(scaled[own], 1.0, decision), gold[own])
                 self.bias_ = decision / self.temperature_
         self.validation_ = {"pairs": int(len(y)), "confidence_pairs": int(own.sum()) if self.calibrate else 0,
+                            "labels": {str(c): int(n) for c, n in
+                                       zip(self.classes_, np.bincount(gold, minlength=len(self.classes_)))},
                             "weight": float(self.weight_), "macro_f1": float(f1),
                             "weights_tried": {str(w): float(s[0]) for s, w in zip(scored, weights)},
                             "class_scale": self.class_scale_.tolist(), "temperature": self.temperature_,

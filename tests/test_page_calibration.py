@@ -44,6 +44,33 @@ def test_the_own_calibration_is_the_one_given(mod):
     assert own["accuracy"] == 0.5 and own["related_exact"] == 0.0 and own["other_events_called_unrelated"] == 1.0
 
 
+def test_prior_shift_is_bayes_rule_from_the_validation_shares(mod):
+    shift = mod.prior_shift(["agree", "unrelated"], {"agree": 1, "unrelated": 3}, {"agree": 50, "unrelated": 50})
+    # shares 0.25 / 0.75 against 0.5 / 0.5: log(0.5) and log(1.5), the first class's set to 0
+    np.testing.assert_allclose(shift, [0.0, np.log(1.5) - np.log(0.5)])
+    # unnormalised shares are normalised; the same shares as the validation's move nothing
+    np.testing.assert_allclose(mod.prior_shift(["a", "b", "c"], {"a": 2, "b": 2, "c": 4}, {"a": 5, "b": 5, "c": 10}),
+                               np.zeros(3), atol=1e-12)
+    with pytest.raises(ValueError, match="--label-prior: no share for 'unrelated'"):
+        mod.prior_shift(["agree", "unrelated"], {"agree": 1}, {"agree": 5, "unrelated": 5})
+    with pytest.raises(ValueError, match="validation split: no share for 'agree'"):
+        mod.prior_shift(["agree", "unrelated"], {"agree": 1, "unrelated": 1}, {"agree": 0, "unrelated": 5})
+
+
+def test_the_prior_moves_the_own_calibration_on_the_same_halves(mod):
+    proba, gold, heads = _pages()
+    shift = mod.prior_shift(["agree", "unrelated"], {"agree": 0.3, "unrelated": 0.7}, {"agree": 1, "unrelated": 1})
+    res = mod.compare_calibrations({60: proba}, {60: gold}, {60: heads}, ["agree", "unrelated"], 1.0,
+                                   np.zeros(2), halvings=3, shift=shift)
+    # log(0.7 / 0.3) = 0.85 on `unrelated`: P(agree) 0.6 -> 0.6 / (0.6 + 0.4 * 7/3) = 0.39, so every other-claim
+    # story becomes `unrelated` (the related ones, 0.7 -> 0.5, sit on the threshold and are not asserted)
+    assert res["prior"][60]["other_events_called_unrelated"] == 1.0
+    assert res["own"][60]["other_events_called_unrelated"] == 0.0
+    plain = mod.compare_calibrations({60: proba}, {60: gold}, {60: heads}, ["agree", "unrelated"], 1.0,
+                                     np.zeros(2), halvings=3)
+    assert "prior" not in plain and plain["own"] == res["own"] and plain["pages"] == res["pages"]
+
+
 def test_halves_split_headlines_and_pool_every_length(mod, monkeypatch):
     import classify.stance as stance
 

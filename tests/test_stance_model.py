@@ -496,6 +496,17 @@ def _tuned(weight="auto", tune_scale=False, calibrate=False, mode="all"):
     return m, said
 
 
+def test_tune_records_the_validation_pairs_per_label():
+    # what the calibration was fitted on: benchmarks/page_calibration.py --label-prior moves it from these shares
+    m = StanceModel(StanceClassifier(), weight=1.0, calibrate=True)
+    m.classes_, m.class_scale_, m.temperature_, m.bias_, m.weight_ = CLASSES, np.ones(4), 1.0, np.zeros(4), 1.0
+    y = np.array(["unrelated", "agree", "unrelated", "discuss", "unrelated", "agree"])
+    proba = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7], [0.1, 0.1, 0.7, 0.1]] * 2
+    m._tune(FixedClassifier(proba), FixedCrossEncoder(proba), np.zeros((6, 1)), ["h"] * 6, ["b"] * 6, y)
+    assert m.validation_["labels"] == {"agree": 2, "disagree": 0, "discuss": 1, "unrelated": 3}
+    assert m.validation_["pairs"] == 6
+
+
 def test_tune_picks_the_weight_by_macro_f1_then_log_loss():
     m, said = _tuned()
     # w <= 0.25: every pair unrelated (macro-F1 0.1); from 0.5 on all four are right, and log-loss prefers 1.0
