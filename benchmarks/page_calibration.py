@@ -178,7 +178,7 @@ def main() -> None:
         if prior is not None:
             counts = (sm.validation_ or {}).get("labels")
             if not counts:
-                sys.exit(f"{path}: the model records no validation label counts (stance_validation.labels in "
+                sys.exit(f"{path}: the model records no validation label counts (training.stance_validation.labels in "
                          "meta.json; models trained before step 19 lack them): train it again for --label-prior")
             try:
                 shift = prior_shift(classes, prior, counts)
