@@ -178,8 +178,9 @@ def main() -> None:
         if prior is not None:
             counts = (sm.validation_ or {}).get("labels")
             if not counts:
-                sys.exit(f"{path}: the model records no validation label counts (training.stance_validation.labels in "
-                         "meta.json; models trained before step 19 lack them): train it again for --label-prior")
+                sys.exit(f"{path}: the model records no validation label counts (meta.json's "
+                         "training.stance_validation.labels; models trained before step 19 lack them): train it "
+                         "again for --label-prior")
             try:
                 shift = prior_shift(classes, prior, counts)
             except ValueError as err:
