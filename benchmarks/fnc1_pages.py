@@ -45,7 +45,9 @@ FILES = {"train": ("train_stances.csv", "train_bodies.csv"),
 
 
 def lead(text: str, words: int) -> str:
-    return " ".join(text.split()[:words])
+    from classify.stance import first_words
+
+    return first_words(text, words)
 
 
 def claims(pairs: list[tuple[str, int, str]]) -> dict[str, int]:

@@ -63,8 +63,8 @@ def closest_mask(gold, similarity, share: float, unrelated: str = "unrelated") -
 def prior_shift(classes, prior: dict, validation_labels: dict) -> np.ndarray:
     """Log-odds to add to each class's bias so that probabilities calibrated on a validation split of
     ``validation_labels`` (label -> pairs) hold for pages whose labels are shared as ``prior`` (label -> share,
-    normalised here): Bayes' rule for a shift in label shares, ``log(prior / validation share)``, the first class's
-    set to 0 as the biases' are (a constant on every class changes nothing)."""
+    in any unit): Bayes' rule for a shift in label shares, ``log(prior / validation share)``, the first class's
+    set to 0 as the biases' are (a constant on every class changes nothing, so neither needs normalising)."""
     classes = [str(c) for c in classes]
     for name, given in (("--label-prior", prior), ("the model's validation split", validation_labels)):
         missing = [c for c in classes if not given.get(c, 0) > 0]
@@ -72,7 +72,7 @@ def prior_shift(classes, prior: dict, validation_labels: dict) -> np.ndarray:
             raise ValueError(f"{name}: no share for {missing[0]!r}; every stance label needs one above 0")
     target = np.array([prior[c] for c in classes], dtype=float)
     seen = np.array([validation_labels[c] for c in classes], dtype=float)
-    shift = np.log(target / target.sum()) - np.log(seen / seen.sum())
+    shift = np.log(target) - np.log(seen)
     return shift - shift[0]
 
 
@@ -96,8 +96,10 @@ def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperat
     names = np.unique(np.concatenate([np.asarray(heads[L]) for L in lengths]))
     keys = ("accuracy", "macro_f1", "related_exact", "other_events_called_unrelated", "ece")
     runs: dict = {"own": {L: [] for L in lengths}, "pages": {L: [] for L in lengths}}
+    given = [("own", (temperature, bias))]  # the model's own calibrations: the same for every halving
     if shift is not None:
         runs["prior"] = {L: [] for L in lengths}
+        given.append(("prior", (temperature, np.asarray(bias, dtype=float) + shift)))
     fits = []
     for s in range(halvings):
         order = names.copy()
@@ -109,10 +111,7 @@ def compare_calibrations(proba: dict, gold: dict, heads: dict, classes, temperat
         fits.append((t_fit, b_fit))
         for L in lengths:
             other = ~in_a[L]
-            calibrations = [("own", (temperature, bias)), ("pages", (t_fit, b_fit))]
-            if shift is not None:
-                calibrations.append(("prior", (temperature, np.asarray(bias, dtype=float) + shift)))
-            for name, (t, b) in calibrations:
+            for name, (t, b) in [*given, ("pages", (t_fit, b_fit))]:
                 q = _calibrated(proba[L][other], t, b)
                 pred = np.asarray(classes)[q.argmax(axis=1)]
                 res = pages_mod.page_scores(gold[L][other], pred, q.max(axis=1), classes, pages=0,

@@ -27,7 +27,7 @@ from .metrics import (calibration_report, class_report, clustering_report, f_avg
 from .model import Model
 from .crossencoder import (CrossEncoder, bf16_is_fast, check_device, check_frozen_layers, encoder_layers,
                            stored_scores)
-from .stance import (StanceClassifier, StanceModel, best_sentences, has_negation, pair_embedding_texts,
+from .stance import (StanceClassifier, StanceModel, best_sentences, first_words, has_negation, pair_embedding_texts,
                      split_sentences)
 
 PREDICTION_COLUMNS = ["dump", "item", "kind", "title", "topic", "topic_score", "cluster", "cluster_id", "stance",
@@ -404,13 +404,13 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     log(f"cross-encoder pretraining: {len(drawn)} of {len(loaded)} pairs ("
         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", quiet)
     context = config.stance.context
-    read = [" ".join(b.split()[:ce.pretrain_words]) for b in bodies] if ce.pretrain_words else bodies
+    read = [first_words(b, ce.pretrain_words) for b in bodies] if ce.pretrain_words else bodies
     contexts = best_sentences(headlines, read,
                               memoised(embedder.encode, pair_embedding_texts(headlines, read, context)),
                               config.stance.top_sentences, context)
     labels = [p.label for p in drawn]
     words = ce.pretrain_classifier_words
-    snippets = (headlines, [" ".join(b.split()[:words]) for b in bodies], labels) if words else None
+    snippets = (headlines, [first_words(b, words) for b in bodies], labels) if words else None
     return ((headlines, contexts, labels), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
                                             "unrelated": ce.pretrain_unrelated,
                                             "unrelated_share": ce.pretrain_unrelated_share}, snippets)

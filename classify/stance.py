@@ -112,6 +112,11 @@ def context_segments(body: str, context: str = "body") -> list[str]:
     return split_sentences(body) if context == "sentences" else segments(body)
 
 
+def first_words(text: str, n: int) -> str:
+    """The text's first ``n`` words (split on whitespace, joined by single spaces): a page snippet of an article."""
+    return " ".join(text.split()[:n])
+
+
 def pair_embedding_texts(headlines: list[str], bodies: list[str], context: str = "body") -> list[str]:
     """Every distinct text ``pair_features`` and ``best_sentences(..., context)`` embed: the headlines, the bodies'
     segments and (``context="sentences"``) their sentences."""
