@@ -66,6 +66,9 @@ def prior_shift(classes, prior: dict, validation_labels: dict) -> np.ndarray:
     in any unit): Bayes' rule for a shift in label shares, ``log(prior / validation share)``, the first class's
     set to 0 as the biases' are (a constant on every class changes nothing, so neither needs normalising)."""
     classes = [str(c) for c in classes]
+    unknown = sorted(set(prior) - set(classes))
+    if unknown:
+        raise ValueError(f"--label-prior: {unknown[0]!r} is not one of the model's stance labels ({', '.join(classes)})")
     for name, given in (("--label-prior", prior), ("the model's validation split", validation_labels)):
         missing = [c for c in classes if not given.get(c, 0) > 0]
         if missing:
@@ -178,8 +181,8 @@ def main() -> None:
             counts = (sm.validation_ or {}).get("labels")
             if not counts:
                 sys.exit(f"{path}: the model records no validation label counts (meta.json's "
-                         "training.stance_validation.labels; models trained before step 19 lack them): train it "
-                         "again for --label-prior")
+                         "training.stance_validation.labels; models trained before step 19 lack them, and so do "
+                         "models without a validation split, e.g. stance.calibrate: false): --label-prior needs them")
             try:
                 shift = prior_shift(classes, prior, counts)
             except ValueError as err:

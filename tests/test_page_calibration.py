@@ -53,6 +53,8 @@ def test_prior_shift_is_bayes_rule_from_the_validation_shares(mod):
                                np.zeros(3), atol=1e-12)
     with pytest.raises(ValueError, match="--label-prior: no share for 'unrelated'"):
         mod.prior_shift(["agree", "unrelated"], {"agree": 1}, {"agree": 5, "unrelated": 5})
+    with pytest.raises(ValueError, match=r"--label-prior: 'disagre' is not one of the model's stance labels"):
+        mod.prior_shift(["agree", "unrelated"], {"agree": 1, "unrelated": 1, "disagre": 1}, {"agree": 5, "unrelated": 5})
     with pytest.raises(ValueError, match="validation split: no share for 'agree'"):
         mod.prior_shift(["agree", "unrelated"], {"agree": 1, "unrelated": 1}, {"agree": 0, "unrelated": 5})
 
