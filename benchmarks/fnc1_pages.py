@@ -26,6 +26,9 @@ the rest and score pages of the held-out claims only:
     python benchmarks/fnc1_pages.py --model x --split train --held-out 0.2 --write-pretraining rest.csv
     classify train configs/default.yaml -o m --set 'stance.cross_encoder.pretrain.0.path=rest.csv'
     python benchmarks/fnc1_pages.py --model m --model models/other --split train --held-out 0.2
+
+--mean also scores the mean of the given models' calibrated probabilities as one more model (its argmax the
+label, its largest the score): what averaging models trained with other seeds would give.
 """
 
 from __future__ import annotations
@@ -136,6 +139,17 @@ def flatten(pages) -> tuple[list[str], list[str], list[str]]:
     return ([h for p in pages for h, _, _ in p], [s for p in pages for _, s, _ in p],
             [g for p in pages for _, _, g in p])
 
+def mean_of(probas: list[np.ndarray], classes: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several models as one: the mean of their calibrated probabilities (columns in ``classes[i]`` order), its
+    argmax as the label and its largest value as the score. The models must share one label order."""
+    first = [str(c) for c in classes[0]]
+    for other in classes[1:]:
+        if [str(c) for c in other] != first:
+            raise ValueError(f"--mean: the models' stance labels differ ({first} against {[str(c) for c in other]})")
+    mean = np.mean(np.stack(probas), axis=0)
+    return np.asarray(first)[mean.argmax(axis=1)], mean.max(axis=1)
+
+
 def page_scores(gold, pred, score, labels: list[str], pages: int, unrelated: str = "unrelated") -> dict:
     """The figures printed per model: accuracy and macro-F1 over ``labels``, related/unrelated accuracy, how the
     other-claim stories and the related ones fare, and the ECE of ``score`` (the predicted label's probability,
@@ -165,6 +179,8 @@ def main() -> None:
     ap.add_argument("--unrelated-share", type=float, default=0.65)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--mean", action="store_true",
+                    help="also score the mean of the models' probabilities (two or more --model)")
     ap.add_argument("--held-out", type=float, metavar="SHARE",
                     help="training split only: pages of a seeded draw of this share of the claims (to choose a "
                          "setting with a model pretrained on the rest, see --write-pretraining)")
@@ -173,6 +189,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.held_out is not None and args.split != "train":
         ap.error("--held-out draws claims of the training split: add --split train")
+    if args.mean and len(args.model) < 2:
+        ap.error("--mean averages models: give two or more --model")
     if args.write_pretraining:
         if args.held_out is None:
             ap.error("--write-pretraining needs --held-out SHARE")
@@ -180,9 +198,9 @@ def main() -> None:
         return
 
     from classify.model import load_model
-    from classify.pipeline import make_embedder, stance_predict
+    from classify.pipeline import make_embedder, stance_proba
 
-    results, pages = {}, None
+    results, pages, probas, classes = {}, None, [], []
     for path in args.model:
         model = load_model(path)
         embedder = make_embedder(model.config, quiet=True)
@@ -191,12 +209,22 @@ def main() -> None:
                                 embedder.encode, held_out=args.held_out)
         heads, stories, gold = flatten(pages)
         gold = np.array(gold)
-        pred, score = stance_predict(model, heads, stories, embedder.encode)
-        pred = np.asarray(pred)
-        res = page_scores(gold, pred, score, list(model.stances), pages=len(pages))
-        results[path] = res
+        proba = stance_proba(model, heads, stories, embedder.encode)
+        pred, score = np.asarray(model.stance.decide(proba)), proba.max(axis=1)
+        probas.append(proba)
+        classes.append(list(model.stance.classes_))
+        results[path] = page_scores(gold, pred, score, list(model.stances), pages=len(pages))
         print(f"{path}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
-        print(json.dumps(res, indent=1))
+        print(json.dumps(results[path], indent=1))
+    if args.mean:
+        try:
+            pred, score = mean_of(probas, classes)
+        except ValueError as e:
+            raise SystemExit(f"fnc1_pages.py: {e}") from None
+        name = "mean(" + " + ".join(args.model) + ")"
+        results[name] = page_scores(gold, pred, score, list(model.stances), pages=len(pages))
+        print(f"{name}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
+        print(json.dumps(results[name], indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -174,10 +174,15 @@ def hard_negatives(pairs: list[StancePair], embed, k: int, unrelated: str,
     return out
 
 
+def stance_proba(model: Model, headlines: list[str], bodies: list[str], embed) -> np.ndarray:
+    """The stance model's calibrated probabilities of each pair, columns in ``model.stance.classes_`` order."""
+    texts = pair_embedding_texts(headlines, bodies, model.stance.context)
+    return model.stance.predict_proba(headlines, bodies, memoised(embed, texts))
+
+
 def stance_predict(model: Model, headlines: list[str], bodies: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
     """Stance labels and their (calibrated) probabilities."""
-    texts = pair_embedding_texts(headlines, bodies, model.stance.context)
-    proba = model.stance.predict_proba(headlines, bodies, memoised(embed, texts))
+    proba = stance_proba(model, headlines, bodies, embed)
     labels = model.stance.decide(proba)
     return labels, proba.max(axis=1) if len(proba) else np.zeros(0)
 

@@ -119,3 +119,17 @@ def test_page_scores_by_hand(pages_mod):
     assert res["ece"] == round(ece, 3)
     assert [b["n"] for b in res["reliability"]] == [1, 1, 1, 1, 2]
     assert res["confusion"]["matrix"][2][3] == 1  # discuss called unrelated
+
+
+def test_mean_of_models_by_hand(pages_mod):
+    classes = ["agree", "discuss", "unrelated"]
+    a = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    b = np.array([[0.2, 0.7, 0.1], [0.1, 0.6, 0.3]])
+    pred, score = pages_mod.mean_of([a, b], [classes, classes])
+    # means: [0.4, 0.5, 0.1] -> discuss; [0.1, 0.4, 0.5] -> unrelated (b alone would say discuss)
+    assert pred.tolist() == ["discuss", "unrelated"]
+    assert np.allclose(score, [0.5, 0.5])
+    pred3, score3 = pages_mod.mean_of([a, b, b], [classes] * 3)  # b twice: [0.1, 1.4 / 3, 1.3 / 3] -> discuss
+    assert pred3.tolist() == ["discuss", "discuss"] and np.isclose(score3[1], 1.4 / 3)
+    with pytest.raises(ValueError, match="labels differ"):
+        pages_mod.mean_of([a, b], [classes, ["agree", "unrelated", "discuss"]])
