@@ -139,6 +139,7 @@ def flatten(pages) -> tuple[list[str], list[str], list[str]]:
     return ([h for p in pages for h, _, _ in p], [s for p in pages for _, s, _ in p],
             [g for p in pages for _, _, g in p])
 
+
 def mean_of(probas: list[np.ndarray], classes: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
     """Several models as one: the mean of their calibrated probabilities (columns in ``classes[i]`` order), its
     argmax as the label and its largest value as the score. The models must share one label order."""
