@@ -188,6 +188,12 @@ def main() -> None:
     ap.add_argument("--write-pretraining", metavar="CSV",
                     help="write the training split's pairs of the claims --held-out leaves out, then exit")
     args = ap.parse_args()
+    if args.pages < 1 or args.lead_words < 1:
+        ap.error(f"--pages and --lead-words must be at least 1 (got {args.pages} and {args.lead_words})")
+    if not 0 <= args.unrelated_share < 1:
+        ap.error(f"--unrelated-share is the other-claim share of a page, in [0, 1); got {args.unrelated_share}")
+    if args.held_out is not None and not 0 < args.held_out < 1:
+        ap.error(f"--held-out is a share of the claims, in (0, 1); got {args.held_out}")
     if args.held_out is not None and args.split != "train":
         ap.error("--held-out draws claims of the training split: add --split train")
     if args.mean and len(args.model) < 2:
@@ -231,4 +237,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from classify.errors import run_script
+
+    run_script(main, "fnc1_pages.py")

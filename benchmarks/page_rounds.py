@@ -71,4 +71,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from classify.errors import run_script
+
+    run_script(main, "page_rounds.py")

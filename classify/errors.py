@@ -90,3 +90,19 @@ def quote(value, limit: int = MAX_QUOTE) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"<integer of {value.bit_length()} bits>"
     return one_line(repr(value), limit)
+
+
+def run_script(main, prog: str) -> None:
+    """Run a script's ``main`` (the benchmarks): a user's error (a ``ClassifyError``: a missing or foreign model,
+    bad data) or a file that cannot be read ends as one line on stderr, ``prog: message``, and a non-zero exit
+    status, not a traceback."""
+    import sys
+
+    try:
+        main()
+    except ClassifyError as err:
+        print(f"{prog}: {one_line(display_name(str(err)), limit=1000)}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except OSError as err:
+        print(f"{prog}: {one_line(display_name(str(err)), limit=1000)}", file=sys.stderr)
+        sys.exit(1)

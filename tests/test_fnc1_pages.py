@@ -133,3 +133,38 @@ def test_mean_of_models_by_hand(pages_mod):
     assert pred3.tolist() == ["discuss", "discuss"] and np.isclose(score3[1], 1.4 / 3)
     with pytest.raises(ValueError, match="labels differ"):
         pages_mod.mean_of([a, b], [classes, ["agree", "unrelated", "discuss"]])
+
+
+def test_page_scripts_end_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "none")
+    for script, args, expected in (
+            ("fnc1_pages.py", ["--model", missing], f"fnc1_pages.py: {missing}: model directory not found"),
+            ("page_calibration.py", ["--model", missing], f"page_calibration.py: {missing}: model directory not found"),
+            ("page_rounds.py", [missing], f"page_rounds.py: {missing}: model directory not found"),
+            ("fnc1_pages.py", ["--model", "m", "--unrelated-share", "1"], "--unrelated-share is the other-claim share")):
+        run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                             text=True, cwd=ROOT)
+        assert run.returncode != 0 and "Traceback" not in run.stderr, (script, run.stderr)
+        assert expected in run.stderr.strip().splitlines()[-1], (script, run.stderr)
+
+
+def test_run_script_turns_user_errors_into_exit_codes(capsys):
+    from classify.errors import ConfigError, ModelError, run_script
+
+    def failing(err):
+        def main():
+            raise err
+        return main
+
+    for err, code in ((ModelError("m: model directory not found"), 1), (ConfigError("bad key"), 2),
+                      (FileNotFoundError(2, "No such file or directory", "x.csv"), 1)):
+        with pytest.raises(SystemExit) as exit_:
+            run_script(failing(err), "tool.py")
+        assert exit_.value.code == code
+        assert capsys.readouterr().err.startswith("tool.py: ")
+    with pytest.raises(RuntimeError):  # a bug is not the user's: its traceback stays
+        run_script(failing(RuntimeError("bug")), "tool.py")
+    run_script(lambda: None, "tool.py")  # no error: returns
