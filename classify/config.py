@@ -186,6 +186,10 @@ class CrossEncoderConfig(_Strict):
     """Layer-wise learning-rate decay: the heads and the top layer train at learning_rate, each layer below at this
     times the one above, the embeddings at this times the lowest layer; 1: one learning rate for all. Measured on
     real pages with 0.8 (README, step 17): a worse reader, not taken."""
+    average_last: float = Field(0.0, ge=0, lt=1)
+    """Stochastic weight averaging: over this last share of the training steps the learning rate stays where its
+    decay has brought it, and the model ends as the mean of its weights after each of those steps; 0: off (the
+    last step's weights)."""
     weight: Union[Annotated[float, Field(ge=0, le=1)], Literal["auto"]] = "auto"
     """Share of the cross-encoder in the probabilities (the rest: the feature classifier); `auto` picks it
     from 0, 0.25, 0.5, 0.75, 1 by macro-F1 on the validation split of data.train."""

@@ -154,7 +154,7 @@ class CrossEncoder:
                  batch_size: int = 32, max_length: int = 128, seed: int = 0, show_progress: bool = True,
                  length_batches: bool = True, device: str = "cpu", runtime: str = "torch", precision: str = "fp32",
                  frozen_layers: int = 0, pretrain_epochs: float = 1.0, pretrain_order: str = "before",
-                 linear_probe: bool = False, layer_decay: float = 1.0):
+                 linear_probe: bool = False, layer_decay: float = 1.0, average_last: float = 0.0):
         self.model = model
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -171,6 +171,7 @@ class CrossEncoder:
         self.pretrain_order = pretrain_order
         self.linear_probe = linear_probe
         self.layer_decay = layer_decay
+        self.average_last = average_last
 
     def _build(self, n_classes: int):
         import torch
@@ -253,10 +254,15 @@ class CrossEncoder:
         counts = torch.bincount(y, minlength=len(self.classes_)).float()
         return torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
 
-    def _train(self, batches, tasks: dict, params, desc: str) -> None:
+    def _train(self, batches, tasks: dict, params, desc: str, average: bool = False) -> None:
         """One training run: ``batches`` of (task, pair indices); ``tasks[task]`` = (first texts, second texts,
-        head, targets, loss). AdamW with linear warm-up (a 15th of the steps) and linear decay."""
+        head, targets, loss). AdamW with linear warm-up (a 15th of the steps) and linear decay.
+
+        ``average`` with ``average_last`` a > 0 (stochastic weight averaging, Izmailov et al., 2018): the
+        learning rate decays only until the last share a of the steps begins and then stays where it is, and the
+        encoder and stance head end as the mean of their weights after each of those last steps."""
         import torch
+        from torch.optim.swa_utils import AveragedModel
         from tqdm.auto import tqdm
 
         kind = self.device.split(":")[0]
@@ -268,9 +274,14 @@ class CrossEncoder:
         autocast = torch.autocast(kind, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         steps = len(batches)
         warmup = max(1, steps // 15)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / steps))
+        tail = int(round(self.average_last * steps)) if average else 0
+        start = steps - tail  # the first averaged step
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - min(s, start) / steps))
+        model = torch.nn.ModuleList([self.encoder_, self.head_])
+        averaged = AveragedModel(model, device=self.device) if tail else None
         self.encoder_.train()
-        for task, idx in tqdm(batches, desc=desc, disable=not self.show_progress, mininterval=5):
+        for step, (task, idx) in enumerate(tqdm(batches, desc=desc, disable=not self.show_progress, mininterval=5)):
             a, b, head, target, criterion = tasks[task]
             with autocast:
                 logits = head(self._pooled([a[i] for i in idx], [b[i] for i in idx]))
@@ -279,6 +290,12 @@ class CrossEncoder:
             loss.backward()
             optimizer.step()
             schedule.step()
+            if averaged is not None and step >= start:
+                averaged.update_parameters(model)
+        if averaged is not None:
+            with torch.no_grad():
+                for mine, mean in zip(model.parameters(), averaged.module.parameters()):
+                    mine.copy_(mean)
         self.encoder_.eval()
 
     def _param_groups(self, params) -> list[dict]:
@@ -364,7 +381,7 @@ class CrossEncoder:
         if pretrain is not None and self.pretrain_order == "mixed":  # its batches spread among the stance batches
             tasks["pretrain"], pre = self._pretrain_task(pretrain)
             batches = self._interleave(batches, pre, self.seed + 4)
-        self._train(batches, tasks, params, "cross-encoder")
+        self._train(batches, tasks, params, "cross-encoder", average=True)
         self.onnx_ = self._export() if self.runtime != "torch" else None
         return self
 
@@ -579,7 +596,8 @@ class CrossEncoder:
             (folder / self.ONNX_FILE).write_bytes(self.onnx_)
         params = {k: getattr(self, k) for k in ("model", "epochs", "learning_rate", "batch_size", "max_length", "seed",
                                                 "length_batches", "runtime", "precision", "frozen_layers",
-                                                "pretrain_epochs", "pretrain_order", "linear_probe", "layer_decay")}
+                                                "pretrain_epochs", "pretrain_order", "linear_probe", "layer_decay",
+                                                "average_last")}
         (folder / "cross_encoder.json").write_text(json.dumps({"params": params, "classes": self.classes_.tolist()}))
 
     @classmethod

@@ -95,7 +95,8 @@ def build_stance(config: Config, quiet: bool = False) -> StanceModel:
                                      length_batches=ce.length_batches, device=ce.device, runtime=ce.runtime,
                                      precision=precision, frozen_layers=ce.frozen_layers,
                                      pretrain_epochs=ce.pretrain_epochs, pretrain_order=ce.pretrain_order,
-                                     linear_probe=ce.linear_probe, layer_decay=ce.layer_decay)
+                                     linear_probe=ce.linear_probe, layer_decay=ce.layer_decay,
+                                     average_last=ce.average_last)
     return StanceModel(classifier, cross_encoder, mode=ce.labels, weight=ce.weight, top_k=st.top_sentences,
                        context=st.context,
                        embedding_features=st.embedding_features, calibrate=st.calibrate,

@@ -444,3 +444,63 @@ def test_layer_decay_gives_each_layer_its_learning_rate(tmp_path, tiny_config):
         raw["stance"]["cross_encoder"]["layer_decay"] = bad
         with pytest.raises(ConfigError, match="stance.cross_encoder.layer_decay"):
             validate_config(raw, check_files=False)
+
+
+def test_average_last_holds_the_rate_and_ends_on_the_mean_of_the_last_steps(tmp_path, tiny_config):
+    """``average_last: a`` (SWA): the rate decays until the last share a of the steps, then stays there; the encoder
+    and head end as the mean of their weights after each of those steps (not the last step's); only the final
+    training run averages (a pretraining run before it does not); the setting reaches the model, is saved and keys
+    a fit; 0 leaves training as it was."""
+    import json
+
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from classify.crossencoder import CrossEncoder, _fit_key
+    from classify.pipeline import build_stance
+
+    heads = ["Dam destroyed in the south", "Grain deal collapses"] * 4
+    stories = ["Flood waters rise after the dam blast.", "Moscow quits the Black Sea accord."] * 4
+    labels = ["agree", "discuss", "discuss", "agree"] * 2
+    settings = dict(epochs=4, batch_size=4, max_length=32, learning_rate=1e-3, show_progress=False)
+    steps: list = []
+    current: list = []
+
+    def record(optimizer, args, kwargs):  # after each step: its rate and the weights it left
+        ce = current[0]
+        steps.append((optimizer.param_groups[0]["lr"], ce.head_.weight.detach().clone(),
+                      ce.encoder_.encoder.layer[5].output.dense.weight.detach().clone()))
+
+    hook = register_optimizer_step_post_hook(record)
+    try:
+        current[:] = [CrossEncoder(**settings, average_last=0.5)]
+        averaged = current[0].fit(heads, stories, labels)
+        tail, steps[:] = steps[4:], []
+        current[:] = [CrossEncoder(**settings)]
+        plain = current[0].fit(heads, stories, labels)
+        plain_steps, steps[:] = steps[:], []
+        current[:] = [CrossEncoder(**settings, average_last=0.5, pretrain_order="before", pretrain_epochs=4)]
+        current[0].fit(heads, stories, labels, pretrain=(heads, stories, labels))
+        pretrain_steps = steps[:8]
+    finally:
+        hook.remove()
+    assert len(tail) == 4  # 8 steps, the last half averaged, at the rate the decay reached: 1e-3 * (1 - 4/8)
+    assert [lr for lr, _, _ in tail] == pytest.approx([5e-4] * 4)
+    assert [lr for lr, _, _ in plain_steps] == pytest.approx([1e-3 * (1 - s / 8) for s in range(8)])
+    assert [lr for lr, _, _ in pretrain_steps] == pytest.approx([1e-3 * (1 - s / 8) for s in range(8)])
+    for i, weight in ((1, averaged.head_.weight), (2, averaged.encoder_.encoder.layer[5].output.dense.weight)):
+        mean = torch.stack([s[i] for s in tail]).mean(0)
+        assert torch.allclose(weight, mean, atol=1e-6)
+        assert not torch.allclose(weight, tail[-1][i], atol=1e-5)
+    assert not np.allclose(averaged.predict_proba(heads, stories), plain.predict_proba(heads, stories))
+    averaged.save(tmp_path)
+    assert json.loads((tmp_path / "cross_encoder.json").read_text())["params"]["average_last"] == 0.5
+    assert CrossEncoder.load(tmp_path).average_last == 0.5
+    assert _fit_key(averaged, heads, stories, labels, None) != _fit_key(plain, heads, stories, labels, None)
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "average_last": 0.25}
+    assert build_stance(validate_config(raw, check_files=False), quiet=True).cross_encoder.average_last == 0.25
+    for bad in (-0.1, 1):
+        raw["stance"]["cross_encoder"]["average_last"] = bad
+        with pytest.raises(ConfigError, match="stance.cross_encoder.average_last"):
+            validate_config(raw, check_files=False)
