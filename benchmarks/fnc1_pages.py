@@ -28,7 +28,9 @@ the rest and score pages of the held-out claims only:
     python benchmarks/fnc1_pages.py --model m --model models/other --split train --held-out 0.2
 
 --mean also scores the mean of the given models' calibrated probabilities as one more model (its argmax the
-label, its largest the score): what averaging models trained with other seeds would give.
+label, its largest the score): what averaging models trained with other seeds would give. With two or more
+models each one's figures also give `same_label_as`: the share of the stories on which it gives each other
+model's label (how far apart two trainings really are).
 """
 
 from __future__ import annotations
@@ -151,6 +153,13 @@ def mean_of(probas: list[np.ndarray], classes: list[list[str]]) -> tuple[np.ndar
     return np.asarray(first)[mean.argmax(axis=1)], mean.max(axis=1)
 
 
+def label_agreement(names: list[str], preds: list) -> dict[str, dict[str, float]]:
+    """For each model, the share of the stories on which each other model gives the same label."""
+    return {a: {b: round(float(np.mean(np.asarray(p) == np.asarray(q))), 3)
+                for j, (b, q) in enumerate(zip(names, preds)) if j != i}
+            for i, (a, p) in enumerate(zip(names, preds))}
+
+
 def page_scores(gold, pred, score, labels: list[str], pages: int, unrelated: str = "unrelated") -> dict:
     """The figures printed per model: accuracy and macro-F1 over ``labels``, related/unrelated accuracy, how the
     other-claim stories and the related ones fare, and the ECE of ``score`` (the predicted label's probability,
@@ -207,7 +216,7 @@ def main() -> None:
     from classify.model import load_model
     from classify.pipeline import make_embedder, stance_proba
 
-    results, pages, probas, classes = {}, None, [], []
+    results, pages, probas, classes, preds = {}, None, [], [], []
     for path in args.model:
         model = load_model(path)
         embedder = make_embedder(model.config, quiet=True)
@@ -219,8 +228,13 @@ def main() -> None:
         proba = stance_proba(model, heads, stories, embedder.encode)
         pred, score = np.asarray(model.stance.decide(proba)), proba.max(axis=1)
         probas.append(proba)
+        preds.append(pred)
         classes.append(list(model.stance.classes_))
         results[path] = page_scores(gold, pred, score, list(model.stances), pages=len(pages))
+    if len(args.model) > 1:
+        for path, same in label_agreement(args.model, preds).items():
+            results[path]["same_label_as"] = same
+    for path in args.model:
         print(f"{path}: FNC-1 {args.split} pages ({args.pages} sampled, leads of {args.lead_words} words)")
         print(json.dumps(results[path], indent=1))
     if args.mean:

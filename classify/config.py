@@ -189,7 +189,7 @@ class CrossEncoderConfig(_Strict):
     average_last: float = Field(0.0, ge=0, lt=1)
     """Stochastic weight averaging: over this last share of the training steps the learning rate stays where its
     decay has brought it, and the model ends as the mean of its weights after each of those steps; 0: off (the
-    last step's weights)."""
+    last step's weights). Measured on real pages (README, step 21): a tie with the last step's weights, not taken."""
     weight: Union[Annotated[float, Field(ge=0, le=1)], Literal["auto"]] = "auto"
     """Share of the cross-encoder in the probabilities (the rest: the feature classifier); `auto` picks it
     from 0, 0.25, 0.5, 0.75, 1 by macro-F1 on the validation split of data.train."""

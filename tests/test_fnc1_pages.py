@@ -135,6 +135,13 @@ def test_mean_of_models_by_hand(pages_mod):
         pages_mod.mean_of([a, b], [classes, ["agree", "unrelated", "discuss"]])
 
 
+def test_label_agreement_by_hand(pages_mod):
+    a, b, c = ["agree", "unrelated", "discuss", "unrelated"], ["agree", "discuss", "discuss", "disagree"], ["x"] * 4
+    same = pages_mod.label_agreement(["a", "b", "c"], [a, b, np.array(a)])
+    assert same == {"a": {"b": 0.5, "c": 1.0}, "b": {"a": 0.5, "c": 0.5}, "c": {"a": 1.0, "b": 0.5}}
+    assert pages_mod.label_agreement(["a", "c"], [a, c]) == {"a": {"c": 0.0}, "c": {"a": 0.0}}
+
+
 def test_page_scripts_end_bad_input_in_one_line(tmp_path):
     import subprocess
     import sys
