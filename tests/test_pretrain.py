@@ -88,9 +88,9 @@ def test_folds_share_one_pretraining(monkeypatch):
     runs = []
     original = CrossEncoder._train
 
-    def counting(self, batches, tasks, params, desc):
+    def counting(self, batches, tasks, params, desc, **kwargs):
         runs.append(desc)
-        return original(self, batches, tasks, params, desc)
+        return original(self, batches, tasks, params, desc, **kwargs)
 
     monkeypatch.setattr(CrossEncoder, "_train", counting)
     alone = CrossEncoder(**SETTINGS).fit(HEADS[2:], STORIES[2:], LABELS[2:], pretrain=PRE)
@@ -169,9 +169,9 @@ def test_mixed_order_spreads_the_pretraining_batches_in_one_run(monkeypatch):
     runs = []
     original = CrossEncoder._train
 
-    def counting(self, batches, tasks, params, desc):
+    def counting(self, batches, tasks, params, desc, **kwargs):
         runs.append((desc, sorted({task for task, _ in batches})))
-        return original(self, batches, tasks, params, desc)
+        return original(self, batches, tasks, params, desc, **kwargs)
 
     monkeypatch.setattr(CrossEncoder, "_train", counting)
     before = CrossEncoder(**SETTINGS).fit(HEADS, STORIES, LABELS, pretrain=PRE)
