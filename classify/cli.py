@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import ClassifyError, OutputError, display_name, one_line
+from .errors import ClassifyError, OutputError, display_name, error_line, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Topics, clusters and stance for news page dumps.")
@@ -49,7 +49,7 @@ class InputFormat(str, Enum):
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {one_line(display_name(message), limit=1000)}", err=True)
+    typer.echo(f"error: {error_line(message)}", err=True)
     raise typer.Exit(code)
 
 

@@ -92,17 +92,20 @@ def quote(value, limit: int = MAX_QUOTE) -> str:
     return one_line(repr(value), limit)
 
 
+def error_line(message: str) -> str:
+    """A user's error as the one line the command line and the scripts print: paths made printable, one line, at
+    most 1,000 characters."""
+    return one_line(display_name(message), limit=1000)
+
+
 def run_script(main, prog: str) -> None:
     """Run a script's ``main`` (the benchmarks): a user's error (a ``ClassifyError``: a missing or foreign model,
     bad data) or a file that cannot be read ends as one line on stderr, ``prog: message``, and a non-zero exit
-    status, not a traceback."""
+    status (the error's ``exit_code``, 1 for a file), not a traceback."""
     import sys
 
     try:
         main()
-    except ClassifyError as err:
-        print(f"{prog}: {one_line(display_name(str(err)), limit=1000)}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except OSError as err:
-        print(f"{prog}: {one_line(display_name(str(err)), limit=1000)}", file=sys.stderr)
-        sys.exit(1)
+    except (ClassifyError, OSError) as err:
+        print(f"{prog}: {error_line(str(err))}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 1))
