@@ -242,6 +242,24 @@ class CrossEncoderConfig(_Strict):
     as a "Recommended Stories" snippet shows it, read the same way (with `context: body`, the snippet whole from its
     start): it learns real reporting as a page shows it, where what the story says about the claim may not be in the
     lead. Like the other pretrain_* keys, it does nothing without pretraining pairs."""
+    pretrain_calibration: float = Field(0.0, ge=0, lt=1)
+    """0: the temperature and class biases (`stance.calibrate`) are fitted on the validation split, the team's
+    writing. A share s > 0: a seeded share s of the pretraining data's claims (a claim: headlines and bodies joined
+    by related pairs) is held out of the draw and laid out as news pages (`pretrain_calibration_pages` of their
+    headlines, each with its related stories and the other-claim stories closest to it, as leads of each of
+    `pretrain_calibration_words` words), and the final model's temperature and class biases are fitted on those
+    pages instead: real reporting's label shares and look-alikes, which is what a "Recommended Stories" list holds.
+    The mixing weight and class scales stay as the validation split chose them. Needs `stance.calibrate` and
+    `labels.unrelated`; like the other pretrain_* keys, it does nothing without pretraining pairs."""
+    pretrain_calibration_pages: int = Field(150, ge=1)
+    """At most this many pages (headlines of the held-out claims, a seeded draw) to calibrate on."""
+    pretrain_calibration_words: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [20, 40, 60],
+                                                                         min_length=1)
+    """Each page is laid out once per lead length: every story cut to its first N words (a title-length lead to
+    a "Recommended Stories" snippet)."""
+    pretrain_calibration_unrelated_share: float = Field(0.65, ge=0, lt=1)
+    """The share of each calibration page that is other-claim stories (the closest to its headline by embedding
+    cosine of the story's opening); a real list: about 13 of 20."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the cross-encoder's training steps: `bf16` runs forward and backward passes in bfloat16
     autocast (weights, optimizer state and scoring stay fp32), about 1.7x faster on CPUs with AMX
@@ -326,6 +344,13 @@ class Config(_Strict):
         if snippets and ce.pretrain_classifier_stage == "related" and not self.stance.two_stage:
             raise ValueError("stance.cross_encoder.pretrain_classifier_stage: related teaches the second stage of a "
                              "two-stage classifier; set stance.two_stage: true or pretrain_classifier_stage: all")
+        if ce.pretrain_calibration and ce.enabled and ce.pretrain:
+            if not self.stance.calibrate:
+                raise ValueError("stance.cross_encoder.pretrain_calibration: fits the calibration on pages of held-out "
+                                 "claims; set stance.calibrate: true (or temperature), or pretrain_calibration: 0")
+            if u is None:
+                raise ValueError("stance.cross_encoder.pretrain_calibration: pages need labels.unrelated for their "
+                                 "other-claim stories; name it, or set pretrain_calibration: 0")
         if ce.precision == "bf16" and ce.device.startswith("mps"):
             raise ValueError("stance.cross_encoder.precision: bf16 is not available on mps; use fp32 there")
         return self

@@ -265,7 +265,7 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             pairs = story_views(pairs, st.views)
             log(f"story views {'/'.join(st.views)}: {len(pairs)} training pairs", quiet)
         headlines, bodies = [p.headline for p in pairs], [p.body for p in pairs]
-        pretrain = classifier_pretrain = None
+        pretrain = classifier_pretrain = pages = None
         if st.cross_encoder.enabled and st.cross_encoder.pretrain:
             # the same for every setting of a `classify tune` fold that leaves these keys alone: read once a fold
             # (how the cross-encoder trains on them, pretrain_epochs and pretrain_order, is not part of the draw)
@@ -273,10 +273,12 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             parts = [[src.model_dump(mode="json") for src in ce.pretrain], ce.pretrain_pairs, ce.pretrain_unrelated,
                      ce.pretrain_unrelated_share, config.seed, st.top_sentences, st.context,
                      config.labels.model_dump(mode="json"), config.embedding.model_dump(mode="json"),
-                     ce.pretrain_classifier_words, ce.pretrain_words]
+                     ce.pretrain_classifier_words, ce.pretrain_words, ce.pretrain_calibration,
+                     ce.pretrain_calibration_pages, ce.pretrain_calibration_words,
+                     ce.pretrain_calibration_unrelated_share]
             key = json.dumps(parts, allow_nan=False)
-            pretrain, drawn, classifier_pretrain = _reuse(fitted, ("pretrain", key),
-                                                          lambda: pretraining_pairs(config, embedder, quiet))
+            pretrain, drawn, classifier_pretrain, pages = _reuse(fitted, ("pretrain", key),
+                                                                 lambda: pretraining_pairs(config, embedder, quiet))
             model.meta["cross_encoder_pretrain"] = {**drawn, "epochs": ce.pretrain_epochs, "order": ce.pretrain_order,
                                                     "words": ce.pretrain_words,
                                                     "classifier_words": ce.pretrain_classifier_words,
@@ -291,6 +293,9 @@ def train_corpus(config: Config, corpus: Corpus, quiet: bool = False, embedder: 
             train_on=[p.mined <= st.hard_negatives for p in pairs],
             body_events=[p.body_event for p in pairs], written=[p.mined == 0 for p in pairs], pretrain=pretrain,
             classifier_pretrain=classifier_pretrain)
+        if pages is not None:  # real reporting as pages: the calibration the model will be read with
+            model.stance.calibrate_on(*pages[:2], pages[2], memoised(embedder.encode, pair_embedding_texts(
+                pages[0], pages[1], st.context)))
 
     log_long_texts(embedder, quiet)
     model.meta = {
@@ -354,6 +359,53 @@ def claim_parts(pairs: list, unrelated: str) -> dict[str, int]:
     return {key: int(part[i]) for key, i in nodes.items()}
 
 
+def hold_out_claims(pairs: list, unrelated: str, share: float, seed: int) -> tuple[list, set[int], dict]:
+    """A seeded draw of about ``share`` of the claims (``claim_parts``; the claims of headlines, ids in order, one
+    uniform number each): the pairs that stay (neither headline nor body in a held-out claim), the held-out claim
+    ids, and ``claim_parts``' map."""
+    claim = claim_parts(pairs, unrelated)
+    ids = sorted({claim[("h", p.headline)] for p in pairs})
+    held = {c for c, u in zip(ids, np.random.RandomState(seed).rand(len(ids))) if u < share}
+    kept = [p for p in pairs if claim[("h", p.headline)] not in held and claim[("b", p.body)] not in held]
+    return kept, held, claim
+
+
+def claim_pages(pairs: list, held: set[int], claim: dict, unrelated: str, n_pages: int, words: list[int],
+                unrelated_share: float, seed: int, embed) -> tuple[list[str], list[str], list[str]]:
+    """News pages of held-out claims, as (headlines, stories, labels): a seeded draw of at most ``n_pages`` of
+    their headlines (those with a related story), each with its related stories and, as ``unrelated``, the
+    stories of other claims closest to it (cosine of the headline and the body's first ``PRETRAIN_LEAD_CHARS``
+    characters, embedded; ties keep the bodies' first-seen order), so that about ``unrelated_share`` of the page
+    is other claims; the page is laid out once per lead length in ``words``, each story cut to its first N words."""
+    related: dict[str, dict[str, str]] = {}
+    for p in pairs:
+        if p.label != unrelated and claim[("h", p.headline)] in held:
+            related.setdefault(p.headline, {}).setdefault(p.body, p.label)
+    heads = sorted(related)
+    if not heads:
+        return [], [], []
+    pick = np.random.RandomState(seed).choice(len(heads), min(n_pages, len(heads)), replace=False)
+    heads = [heads[i] for i in sorted(pick)]
+    bodies = list(dict.fromkeys(p.body for p in pairs))
+    body_claim = np.array([claim[("b", b)] for b in bodies])
+    vectors = np.asarray(embed(heads + [b[:PRETRAIN_LEAD_CHARS] for b in bodies]), dtype=float)
+    vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    head_vectors, body_vectors = vectors[: len(heads)], vectors[len(heads):]
+    out: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for i, h in enumerate(heads):
+        stories = list(related[h].items())
+        k = int(round(len(stories) * unrelated_share / (1 - unrelated_share)))
+        other = np.flatnonzero(body_claim != claim[("h", h)])
+        picked = other[np.argsort(-(body_vectors[other] @ head_vectors[i]), kind="stable")[:k]]
+        stories += [(bodies[j], unrelated) for j in picked]
+        for n in words:
+            for body, label in stories:
+                out[0].append(h)
+                out[1].append(first_words(body, n))
+                out[2].append(label)
+    return out
+
+
 def mined_unrelated(pairs: list, embed, unrelated: str, per_headline: int = PRETRAIN_MINED_PER_HEADLINE):
     """``per_headline`` new ``unrelated`` pairs for each headline: the bodies closest to it (cosine of the headline
     and the body's first ``PRETRAIN_LEAD_CHARS`` characters, embedded) among all the pairs' bodies of other claims
@@ -393,6 +445,27 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     if not loaded:
         raise DataError("stance.cross_encoder.pretrain: the pretraining sources hold no stance pairs")
     closeness, unrelated = None, config.labels.unrelated
+    pages = calibration = None
+    if ce.pretrain_calibration and unrelated:
+        every = loaded
+        loaded, held, claim = hold_out_claims(every, unrelated, ce.pretrain_calibration, config.seed)
+        pages = claim_pages(every, held, claim, unrelated, ce.pretrain_calibration_pages,
+                            ce.pretrain_calibration_words, ce.pretrain_calibration_unrelated_share, config.seed,
+                            embedder.encode)
+        if not pages[0]:
+            raise DataError(f"stance.cross_encoder.pretrain_calibration: {ce.pretrain_calibration} of the pretraining "
+                            f"claims ({len({claim[('h', p.headline)] for p in every})}) holds out no headline with a "
+                            "related story to lay out as a page; raise the share or set it to 0")
+        calibration = {"share": ce.pretrain_calibration, "claims": len(held),
+                       "of": len({claim[("h", p.headline)] for p in every}), "pairs_held_out": len(every) - len(loaded),
+                       "pages": len(dict.fromkeys(pages[0])), "words": list(ce.pretrain_calibration_words),
+                       "unrelated_share": ce.pretrain_calibration_unrelated_share,
+                       "counts": dict(sorted(Counter(pages[2]).items()))}
+        log(f"pretraining calibration: {len(held)} of {calibration['of']} claims held out, "
+            f"{calibration['pages']} pages, {len(pages[0])} pairs", quiet)
+        if not loaded:
+            raise DataError("stance.cross_encoder.pretrain_calibration: holding out the calibration claims leaves no "
+                            "pretraining pairs; lower the share")
     if ce.pretrain_unrelated == "mined" and unrelated:
         related = [p for p in loaded if p.label != unrelated]
         mined, near = mined_unrelated(loaded, embedder.encode, unrelated)
@@ -417,9 +490,11 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
     labels = [p.label for p in drawn]
     words = ce.pretrain_classifier_words
     snippets = (headlines, [first_words(b, words) for b in bodies], labels) if words else None
-    return ((headlines, contexts, labels), {"pairs": len(drawn), "of": len(loaded), "counts": counts,
-                                            "unrelated": ce.pretrain_unrelated,
-                                            "unrelated_share": ce.pretrain_unrelated_share}, snippets)
+    info = {"pairs": len(drawn), "of": len(loaded), "counts": counts, "unrelated": ce.pretrain_unrelated,
+            "unrelated_share": ce.pretrain_unrelated_share}
+    if calibration is not None:
+        info["calibration"] = calibration
+    return (headlines, contexts, labels), info, snippets, pages
 
 
 def _inputs_key(config: Config, corpus: Corpus) -> str:

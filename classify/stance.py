@@ -660,6 +660,7 @@ class StanceModel:
         self.temperature_ = 1.0
         self.bias_ = np.zeros(len(self.classes_))
         self.validation_ = None
+        self.page_calibration_ = None
         extra = None
         if classifier_pretrain is not None:
             if self.classifier_pretrain_stage not in ("related", "all"):
@@ -761,6 +762,37 @@ class StanceModel:
                             "bias": self.bias_.tolist()}
         self._say(f"validation: weight {self.weight_}, macro-F1 {f1:.3f}, temperature {self.temperature_:.2f}")
 
+    def calibrate_on(self, headlines: list[str], bodies: list[str], labels, embed) -> "StanceModel":
+        """Fit the calibration again on these pairs, scored by the fitted model: the temperature and a bias per
+        class (``calibrate: true``) or the temperature alone (``"temperature"``), in place of the validation
+        split's. For real reporting laid out as news pages (``stance.cross_encoder.pretrain_calibration``): the
+        label shares and the look-alike stories the model will meet, where the validation split holds the team's
+        writing. The mixing weight and the class scales stay as the validation split chose them; pairs whose label
+        is not a class are left out. Records what it did in ``page_calibration_`` (saved)."""
+        if not hasattr(self, "classes_"):
+            raise NotFittedError("StanceModel is not fitted")
+        if not self.calibrate:
+            raise ValueError("calibrate_on needs calibrate: true or 'temperature'")
+        y = np.asarray(labels, dtype=object)
+        keep = np.flatnonzero(np.isin(y, self.classes_))
+        if not len(keep):
+            raise ValueError("calibrate_on: none of the pairs has a label among the classes")
+        gold = np.searchsorted(self.classes_, y[keep].astype(str))
+        mix = self.part_proba([headlines[i] for i in keep], [bodies[i] for i in keep], embed)["mix"]
+        scaled = self._normalise(mix)
+        before = {"temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_]}
+        if self.calibrate == "temperature":
+            self.temperature_, self.bias_ = fit_temperature(scaled, gold), np.zeros(len(self.classes_))
+        else:
+            self.temperature_, self.bias_ = fit_calibration(scaled, gold)
+        self.page_calibration_ = {
+            "pairs": int(len(keep)),
+            "labels": {str(c): int(n) for c, n in zip(self.classes_, np.bincount(gold, minlength=len(self.classes_)))},
+            "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_], "validation": before}
+        self._say(f"page calibration: {len(keep)} pairs, temperature {self.temperature_:.2f}, bias "
+                  + " ".join(f"{c} {b:+.2f}" for c, b in zip(self.classes_, self.bias_)))
+        return self
+
     def _normalise(self, proba: np.ndarray) -> np.ndarray:
         scaled = proba * self.class_scale_
         return scaled / np.clip(scaled.sum(axis=1, keepdims=True), 1e-12, None)
@@ -790,7 +822,7 @@ class StanceModel:
             "classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
             "weight_": float(self.weight_), "class_scale": [float(v) for v in self.class_scale_],
             "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_],
-            "validation": self.validation_,
+            "validation": self.validation_, "page_calibration": getattr(self, "page_calibration_", None),
         }
 
     @classmethod
@@ -812,6 +844,7 @@ class StanceModel:
         self.temperature_ = float(state["temperature"])
         self.bias_ = np.array(state.get("bias", [0.0] * len(self.classes_)), dtype=float)
         self.validation_ = state.get("validation")
+        self.page_calibration_ = state.get("page_calibration")  # None: fitted on the validation split
         if list(classifier.classes_) != list(self.classes_) or len(self.class_scale_) != len(self.classes_):
             raise ValueError("stance classifier classes do not match stance.json")
         if cross_encoder is not None and not set(cross_encoder.classes_) <= set(self.classes_):

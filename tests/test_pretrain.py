@@ -193,12 +193,12 @@ def test_closest_unrelated_pretraining_pairs_are_the_recommenders_picks(tmp_path
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 4,
                                       "pretrain_unrelated": "closest"}
-    (heads, contexts, labels), info, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
+    (heads, contexts, labels), info, _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
                                                         quiet=True)
     assert info["unrelated"] == "closest" and labels.count("unrelated") == 1
     assert contexts[labels.index("unrelated")] == "Pope says aliens exist, say critics."
     raw["stance"]["cross_encoder"]["pretrain_unrelated_share"] = 0.5  # 2 of the 4: the two closest
-    (heads, contexts, labels), info, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
+    (heads, contexts, labels), info, _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder,
                                                         quiet=True)
     assert info["unrelated_share"] == 0.5 and info["counts"]["unrelated"] == 2 and len(labels) == 4
     assert "Pope says aliens exist, say critics." in contexts
@@ -219,7 +219,7 @@ def test_pretraining_contexts_are_chosen_as_the_model_chooses_its_own(tmp_path, 
                                                                                         body, "discuss")])]}
     for context, expected in (("body", body), ("sentences", "Pope says aliens exist, critics say.")):
         raw["stance"]["context"] = context
-        (_, contexts, _), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+        (_, contexts, _), _, _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
         assert contexts == [expected], context
 
 
@@ -318,11 +318,11 @@ def test_classifier_snippets_are_the_drawn_pairs_cut_to_their_first_words(tmp_pa
     raw = tiny_config.model_dump()
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))],
                                       "pretrain_pairs": 4}
-    (heads, _, labels), _, none = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+    (heads, _, labels), _, none, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
     assert none is None  # 0 (the default): the feature classifier learns from data.train alone
     raw["stance"]["two_stage"] = True
     raw["stance"]["cross_encoder"]["pretrain_classifier_words"] = 3
-    (_, _, same), _, snippets = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+    (_, _, same), _, snippets, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
     full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
     assert snippets[0] == heads and snippets[2] == labels == same and len(heads) == 4
     assert snippets[1] == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]
@@ -335,11 +335,11 @@ def test_pretraining_words_cut_what_the_cross_encoder_reads_of_each_article(tmp_
     raw["stance"]["context"] = "body"
     raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, list(zip(*PRE)))],
                                       "pretrain_pairs": 6}
-    (heads, whole, labels), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
+    (heads, whole, labels), _, _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
     full = dict(zip(zip(*PRE[:1], PRE[2]), PRE[1]))  # (headline, label) -> body; unique in PRE
     assert whole == [full[(h, y)] for h, y in zip(heads, labels)]  # 0 (the default): a short article whole
     raw["stance"]["cross_encoder"]["pretrain_words"] = 3
-    (same_heads, cut, same), _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
+    (same_heads, cut, same), _, _, _ = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, True)
     assert same_heads == heads and same == labels
     assert cut == [" ".join(full[(h, y)].split()[:3]) for h, y in zip(heads, labels)]  # the first 3 words, whole
     raw["stance"]["cross_encoder"]["pretrain_words"] = -1
@@ -509,7 +509,7 @@ def test_mined_unrelated_pretraining_pairs_replace_the_datas_own(tmp_path, tiny_
         calls.append(per_headline)
         return real(pairs, embed, unrelated, per_headline)
     monkeypatch.setattr(pipeline, "mined_unrelated", spy)
-    (heads, contexts, labels), info, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
+    (heads, contexts, labels), info, _, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
                                                                    fake_embedder, quiet=True)
     assert calls == [2] and info["unrelated"] == "mined"
     # the data's own unrelated pairs are dropped for mined_unrelated's: each headline with its 2 closest bodies of
@@ -524,10 +524,162 @@ def test_mined_unrelated_pretraining_pairs_replace_the_datas_own(tmp_path, tiny_
     assert not set(got) & related
     # a smaller unrelated share: the closest of the mined pairs are drawn first
     raw["stance"]["cross_encoder"].update(pretrain_pairs=8, pretrain_unrelated_share=0.25)
-    (heads, contexts, labels), info, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
+    (heads, contexts, labels), info, _, _ = pipeline.pretraining_pairs(validate_config(raw, check_files=False),
                                                                    fake_embedder, quiet=True)
     expected, near = real(loaded, fake_embedder.encode, "unrelated")
     top = sorted(zip(near, range(len(near))), key=lambda x: -x[0])[:2]
     assert info["counts"]["unrelated"] == 2 and top[1][0] > sorted(near)[-3]  # no tie at the cut
     assert sorted((h, c) for h, c, label in zip(heads, contexts, labels) if label == "unrelated") == sorted(
         (expected[i].headline, expected[i].body) for _, i in top)
+
+
+CLAIM_PAIRS = [StancePair("H1", "b1 one two", "agree"), StancePair("H1", "b2 one two", "unrelated"),
+               StancePair("H2", "b2 one two", "discuss"), StancePair("H2", "b3 one two", "unrelated"),
+               StancePair("H3", "b3 one two", "agree"), StancePair("H3", "b1 one two", "unrelated"),
+               StancePair("H4", "b4 one two", "disagree"), StancePair("H1", "b4 one two", "discuss")]
+CLAIM_VECTORS = {"H1": [1, 0, 0], "H2": [0, 1, 0], "H3": [0, 0, 1], "H4": [1, 1, 0], "b1 one two": [1, 0.1, 0],
+                 "b2 one two": [0.5, 1, 0], "b3 one two": [0.6, 0, 1], "b4 one two": [0, 1, 0.2]}
+
+
+def test_held_out_claims_and_their_pages_by_hand():
+    from classify.pipeline import claim_pages, hold_out_claims
+
+    # claims: {H1, H4, b1, b4} (component 0: H1 is the first node), {H2, b2}, {H3, b3}; RandomState(0).rand(3) is
+    # 0.549, 0.715, 0.603, so a share of 0.55 holds out the first claim only, 0.65 the first and the third
+    kept, held, claim = hold_out_claims(CLAIM_PAIRS, "unrelated", 0.55, seed=0)
+    assert held == {claim[("h", "H1")]} and claim[("h", "H4")] == claim[("b", "b4 one two")] == claim[("h", "H1")]
+    # every pair of H1 or H4, and H3's pair with b1 (a held-out claim's body), leaves the pretraining
+    assert [(p.headline, p.body[:2]) for p in kept] == [("H2", "b2"), ("H2", "b3"), ("H3", "b3")]
+    _, two, _ = hold_out_claims(CLAIM_PAIRS, "unrelated", 0.65, seed=0)
+    assert two == {claim[("h", "H1")], claim[("h", "H3")]}
+    assert hold_out_claims(CLAIM_PAIRS, "unrelated", 0.55, seed=1)[1] != held  # 0.417, 0.720, 0.000: another draw
+    embed = lambda texts: np.array([CLAIM_VECTORS[t] for t in texts], dtype=float)  # noqa: E731
+    heads, stories, labels = claim_pages(CLAIM_PAIRS, held, claim, "unrelated", 10, [1, 3], 0.5, 0, embed)
+    # H1's related stories b1 (agree) and b4 (discuss), then as many of the other claims' bodies, closest first:
+    # b3 (0.514) before b2 (0.447); H4's b4, then b2 (0.949) over b3 (0.364); each page at 1 word, then at 3
+    h1 = [("b1", "agree"), ("b4", "discuss"), ("b3", "unrelated"), ("b2", "unrelated")]
+    h4 = [("b4", "disagree"), ("b2", "unrelated")]
+    expected = [("H1", f"{b} one two"[: 2 if n == 1 else None], y) for n in (1, 3) for b, y in h1] + \
+               [("H4", f"{b} one two"[: 2 if n == 1 else None], y) for n in (1, 3) for b, y in h4]
+    assert list(zip(heads, stories, labels)) == expected
+    # a page's other-claim share: 0.75 of the page asks 3 per related story, but the other claims have 2 bodies
+    _, _, labels = claim_pages(CLAIM_PAIRS, held, claim, "unrelated", 10, [3], 0.75, 0, embed)
+    assert labels == ["agree", "discuss", "unrelated", "unrelated", "disagree", "unrelated", "unrelated"]
+    _, _, labels = claim_pages(CLAIM_PAIRS, held, claim, "unrelated", 10, [3], 0.3, 0, embed)  # 0.86 -> 1, 0.43 -> 0
+    assert labels == ["agree", "discuss", "unrelated", "disagree"]
+    # at most n_pages headlines, a seeded draw
+    one = claim_pages(CLAIM_PAIRS, held, claim, "unrelated", 1, [3], 0.5, 0, embed)
+    assert set(one[0]) in ({"H1"}, {"H4"}) and len(set(one[0])) == 1
+    assert claim_pages(CLAIM_PAIRS, set(), claim, "unrelated", 10, [3], 0.5, 0, embed) == ([], [], [])
+
+
+def _calibration_rows():
+    # three claims (PRE's headlines, each with two related bodies) and unrelated pairs among them
+    return list(zip(*PRE)) + [("Pope says aliens exist", "Fans mourn as the crash is confirmed.", "unrelated"),
+                              ("Singer dies in crash", "Officials confirm the hospital was hit overnight.", "unrelated"),
+                              ("Hospital bombed in city", "Vatican denies the Pope said any such thing.", "unrelated")]
+
+
+def test_pretraining_calibration_holds_its_claims_out_of_the_draw(tmp_path, tiny_config, fake_embedder):
+    from classify.pipeline import claim_pages, hold_out_claims, pretraining_pairs
+
+    rows = _calibration_rows()
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 100,
+                                      "pretrain_calibration": 0.55, "pretrain_calibration_words": [2, 50],
+                                      "pretrain_calibration_unrelated_share": 0.5}
+    (heads, contexts, labels), info, _, pages = pretraining_pairs(validate_config(raw, check_files=False),
+                                                                  fake_embedder, quiet=True)
+    loaded = [StancePair(h, b, y) for h, b, y in rows]
+    kept, held, claim = hold_out_claims(loaded, "unrelated", 0.55, 0)
+    assert held == {claim[("h", "Pope says aliens exist")]}  # the first claim (see the test above)
+    assert "Pope says aliens exist" not in heads and len(heads) == len(kept) == 5  # 2 + 2 related, 1 unrelated
+    assert not set(contexts) & {b for h, b, y in rows if h == "Pope says aliens exist" and y != "unrelated"}
+    assert pages == claim_pages(loaded, held, claim, "unrelated", 150, [2, 50], 0.5, 0, fake_embedder.encode)
+    assert set(pages[0]) == {"Pope says aliens exist"} and len(pages[0]) == 8  # 2 related + 2 others, 2 lengths
+    assert info["of"] == 5 and info["calibration"] == {
+        "share": 0.55, "claims": 1, "of": 3, "pairs_held_out": 4, "pages": 1, "words": [2, 50],
+        "unrelated_share": 0.5, "counts": {"disagree": 2, "discuss": 2, "unrelated": 4}}
+    raw["stance"]["cross_encoder"]["pretrain_calibration"] = 0
+    _, info, _, none = pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+    assert none is None and "calibration" not in info and info["of"] == 9
+    raw["stance"]["cross_encoder"]["pretrain_calibration"] = 0.01  # nothing held out: one line naming the key
+    with pytest.raises(DataError, match=r"pretrain_calibration: 0\.01 of the pretraining claims \(3\) holds out no"):
+        pretraining_pairs(validate_config(raw, check_files=False), fake_embedder, quiet=True)
+
+
+def test_pretraining_calibration_settings_are_checked(tiny_config):
+    raw = tiny_config.model_dump()
+    raw["stance"]["cross_encoder"] = {"enabled": True, "pretrain": [{"type": "headline_body_csv", "path": "s.csv",
+                                                                     "bodies": "b.csv"}]}
+    for key, bad in (("pretrain_calibration", 1.0), ("pretrain_calibration", -0.1), ("pretrain_calibration_pages", 0),
+                     ("pretrain_calibration_words", []), ("pretrain_calibration_words", [20, 0]),
+                     ("pretrain_calibration_unrelated_share", 1.0)):
+        with pytest.raises(ConfigError, match=key):
+            validate_config({**raw, "stance": {**raw["stance"], "cross_encoder": {
+                **raw["stance"]["cross_encoder"], key: bad}}}, check_files=False)
+    raw["stance"]["cross_encoder"]["pretrain_calibration"] = 0.2
+    raw["stance"]["calibrate"] = False
+    with pytest.raises(ConfigError, match=r"pretrain_calibration: fits the calibration .* stance\.calibrate: true"):
+        validate_config(raw, check_files=False)
+    raw["stance"]["calibrate"] = "temperature"
+    validate_config(raw, check_files=False)
+
+
+def test_calibrate_on_fits_the_final_models_calibration_on_the_pages(tiny_model, fake_embedder):
+    from classify.stance import StanceModel, _calibrated, fit_calibration, fit_temperature
+
+    stance = tiny_model.stance
+    assert stance.calibrate is True and stance.page_calibration_ is None
+    heads = ["Russian missiles knock out power in Kyiv"] * 4 + ["Fed raises interest rates by 75 basis points"] * 4
+    stories = ["Kyiv left without power after missile strikes", "Markets brace for Fed decision",
+               "Officials confirmed blackouts across the city.", "Protester hanged in Mashhad, judiciary says",
+               "US central bank lifts rates by three quarters of a point", "Kyiv officials deny power cuts",
+               "The central bank did not raise rates at its meeting.", "Windfall tax on energy giants to rise"]
+    labels = ["agree", "unrelated", "agree", "unrelated", "agree", "unrelated", "disagree", "unrelated"]
+    before = stance.predict_proba(heads, stories, fake_embedder.encode)
+    scaled = stance._normalise(stance.part_proba(heads, stories, fake_embedder.encode)["mix"])
+    gold = np.searchsorted(stance.classes_, labels)
+    t, b = fit_calibration(scaled, gold)
+    validation = (stance.temperature_, stance.bias_.tolist())
+    # a label outside the classes is left out
+    stance.calibrate_on(heads + ["x"], stories + ["y"], labels + ["not a label"], fake_embedder.encode)
+    assert stance.temperature_ == pytest.approx(t) and stance.bias_ == pytest.approx(b)
+    assert (stance.temperature_, stance.bias_.tolist()) != validation
+    after = stance.predict_proba(heads, stories, fake_embedder.encode)
+    np.testing.assert_allclose(after, _calibrated(scaled, t, b), atol=1e-9)
+    assert not np.allclose(after, before, atol=1e-3)
+    assert stance.page_calibration_ == {"pairs": 8, "labels": {"agree": 3, "disagree": 1, "discuss": 0,
+                                                               "unrelated": 4},
+                                        "temperature": t, "bias": list(b),
+                                        "validation": {"temperature": validation[0], "bias": validation[1]}}
+    state = json.loads(json.dumps(stance.state(), allow_nan=False))
+    again = StanceModel.from_state(state, stance.classifier_, stance.cross_encoder_, stance.term_weights_)
+    assert again.page_calibration_ == stance.page_calibration_
+    np.testing.assert_allclose(again.predict_proba(heads, stories, fake_embedder.encode), after, atol=1e-12)
+    stance.calibrate = "temperature"
+    stance.calibrate_on(heads, stories, labels, fake_embedder.encode)
+    assert stance.temperature_ == pytest.approx(fit_temperature(scaled, gold)) and not stance.bias_.any()
+    stance.calibrate = False
+    with pytest.raises(ValueError, match="calibrate"):
+        stance.calibrate_on(heads, stories, labels, fake_embedder.encode)
+
+
+def test_train_calibrates_on_the_held_out_claims_pages(tmp_path, tiny_config, fake_embedder):
+    rows = _calibration_rows()
+    raw = tiny_config.model_dump()
+    ce = {"enabled": True, "labels": "all", "weight": 0.5, "epochs": 1, "batch_size": 4, "max_length": 32,
+          "pretrain": [_fnc_files(tmp_path, rows)], "pretrain_pairs": 100, "pretrain_calibration": 0.55,
+          "pretrain_calibration_words": [50], "pretrain_calibration_unrelated_share": 0.5}
+    raw["stance"].update(calibrate=True, cross_encoder=ce)
+    model = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    page = model.stance.page_calibration_
+    assert page["pairs"] == 4 and page["labels"] == {"agree": 0, "disagree": 1, "discuss": 1, "unrelated": 2}
+    assert (model.stance.temperature_, model.stance.bias_.tolist()) == (page["temperature"], page["bias"])
+    assert model.meta["cross_encoder_pretrain"]["calibration"]["pages"] == 1
+    assert model.meta["cross_encoder_pretrain"]["of"] == 5
+    json.dumps(model.meta, allow_nan=False)
+    raw["stance"]["cross_encoder"] = {**ce, "pretrain_calibration": 0}
+    plain = train(validate_config(raw, check_files=False), quiet=True, embedder=fake_embedder)
+    assert plain.stance.page_calibration_ is None and plain.meta["cross_encoder_pretrain"]["of"] == 9
+    assert plain.stance.temperature_ == plain.stance.validation_["temperature"]
