@@ -307,6 +307,16 @@ def test_the_pretraining_draw_is_reused_across_passes_but_not_across_draw_settin
     share = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True, embedder=fake_embedder,
                                   fitted=fitted)
     assert len(calls) == 6 and share.meta["cross_encoder_pretrain"]["unrelated_share"] == 0.5
+    raw["stance"]["calibrate"] = True
+    for n, (key, value) in enumerate((("pretrain_calibration", 0.55), ("pretrain_calibration_pages", 1),
+                                      ("pretrain_calibration_words", [3]),
+                                      ("pretrain_calibration_unrelated_share", 0.3)), start=7):
+        raw["stance"]["cross_encoder"][key] = value  # claims held out and laid out otherwise: read again
+        held = pipeline.train_corpus(validate_config(raw, check_files=False), corpus, quiet=True,
+                                     embedder=fake_embedder, fitted=fitted)
+        assert len(calls) == n and held.meta["cross_encoder_pretrain"]["calibration"][
+            {"pretrain_calibration": "share", "pretrain_calibration_pages": "pages", "pretrain_calibration_words":
+             "words", "pretrain_calibration_unrelated_share": "unrelated_share"}[key]] == value
     assert metas[0]["unrelated_share"] is None and metas[0]["words"] == 0
     assert [(m["epochs"], m["order"], m["unrelated"]) for m in metas] == [
         (1.0, "before", "random"), (2.0, "mixed", "random"), (2.0, "mixed", "closest")]
@@ -642,6 +652,9 @@ def test_calibrate_on_fits_the_final_models_calibration_on_the_pages(tiny_model,
     gold = np.searchsorted(stance.classes_, labels)
     t, b = fit_calibration(scaled, gold)
     validation = (stance.temperature_, stance.bias_.tolist())
+    stance.class_scale_ = np.array([1.0, 2.0, 0.5, 1.0])  # the class scales stay: calibrated after them
+    scaled = stance._normalise(stance.part_proba(heads, stories, fake_embedder.encode)["mix"])
+    t, b = fit_calibration(scaled, gold)
     # a label outside the classes is left out
     stance.calibrate_on(heads + ["x"], stories + ["y"], labels + ["not a label"], fake_embedder.encode)
     assert stance.temperature_ == pytest.approx(t) and stance.bias_ == pytest.approx(b)
