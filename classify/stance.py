@@ -741,6 +741,7 @@ class StanceModel:
             self.class_scale_ = _best_scale(proba, gold, len(self.classes_), self.classifier.scale_grid,
                                             fixed=int(np.bincount(gold, minlength=len(self.classes_)).argmax()))
         scaled = self._normalise(proba)
+        self._validated = (scaled, gold)  # for calibrate_on's record of what another calibration does here
         own = (np.ones(len(gold), dtype=bool) if written is None or self.confidence_on_mined
                else np.asarray(written, dtype=bool))
         if not own.any():  # nothing as written to fit the confidence on: all pairs
@@ -789,8 +790,20 @@ class StanceModel:
             "pairs": int(len(keep)),
             "labels": {str(c): int(n) for c, n in zip(self.classes_, np.bincount(gold, minlength=len(self.classes_)))},
             "temperature": float(self.temperature_), "bias": [float(v) for v in self.bias_], "validation": before}
+        validated = getattr(self, "_validated", None)
+        if validated is not None:  # the validation split's pairs decided with each calibration (what the trade costs
+            # on the team's writing; the validation calibration was fitted on these very pairs)
+            v_scaled, v_gold = validated
+            labels_at = np.arange(len(self.classes_))
+            for name, (t, b) in (("validation", (before["temperature"], before["bias"])),
+                                 ("pages", (self.temperature_, self.bias_))):
+                pred = _calibrated(v_scaled, t, b).argmax(axis=1)
+                before[f"macro_f1_{name}"] = float(f1_score(v_gold, pred, average="macro", labels=labels_at))
+                before[f"accuracy_{name}"] = float(np.mean(pred == v_gold))
         self._say(f"page calibration: {len(keep)} pairs, temperature {self.temperature_:.2f}, bias "
-                  + " ".join(f"{c} {b:+.2f}" for c, b in zip(self.classes_, self.bias_)))
+                  + " ".join(f"{c} {b:+.2f}" for c, b in zip(self.classes_, self.bias_))
+                  + ("" if validated is None else f"; validation macro-F1 {before['macro_f1_validation']:.3f} -> "
+                     f"{before['macro_f1_pages']:.3f} with it"))
         return self
 
     def _normalise(self, proba: np.ndarray) -> np.ndarray:

@@ -662,10 +662,20 @@ def test_calibrate_on_fits_the_final_models_calibration_on_the_pages(tiny_model,
     after = stance.predict_proba(heads, stories, fake_embedder.encode)
     np.testing.assert_allclose(after, _calibrated(scaled, t, b), atol=1e-9)
     assert not np.allclose(after, before, atol=1e-3)
+    # the validation split's pairs, decided with either calibration: what the page calibration costs there
+    from sklearn.metrics import f1_score
+
+    v_scaled, v_gold = stance._validated
+    replaced = {"temperature": validation[0], "bias": validation[1]}
+    for name, (tt, bb) in (("validation", validation), ("pages", (t, b))):
+        pred = _calibrated(v_scaled, tt, np.asarray(bb)).argmax(axis=1)
+        replaced[f"macro_f1_{name}"] = f1_score(v_gold, pred, average="macro", labels=range(4))
+        replaced[f"accuracy_{name}"] = np.mean(pred == v_gold)
+    assert replaced["macro_f1_validation"] != replaced["macro_f1_pages"]
+    replaced = {k: pytest.approx(v) for k, v in replaced.items()}
     assert stance.page_calibration_ == {"pairs": 8, "labels": {"agree": 3, "disagree": 1, "discuss": 0,
                                                                "unrelated": 4},
-                                        "temperature": t, "bias": list(b),
-                                        "validation": {"temperature": validation[0], "bias": validation[1]}}
+                                        "temperature": t, "bias": list(b), "validation": replaced}
     state = json.loads(json.dumps(stance.state(), allow_nan=False))
     again = StanceModel.from_state(state, stance.classifier_, stance.cross_encoder_, stance.term_weights_)
     assert again.page_calibration_ == stance.page_calibration_
