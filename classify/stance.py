@@ -660,7 +660,7 @@ class StanceModel:
         self.temperature_ = 1.0
         self.bias_ = np.zeros(len(self.classes_))
         self.validation_ = None
-        self.page_calibration_ = None
+        self.page_calibration_ = self._validated = None
         extra = None
         if classifier_pretrain is not None:
             if self.classifier_pretrain_stage not in ("related", "all"):
