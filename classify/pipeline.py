@@ -452,12 +452,13 @@ def pretraining_pairs(config: Config, embedder: Embedder, quiet: bool = False):
         pages = claim_pages(every, held, claim, unrelated, ce.pretrain_calibration_pages,
                             ce.pretrain_calibration_words, ce.pretrain_calibration_unrelated_share, config.seed,
                             embedder.encode)
+        n_claims = len({claim[("h", p.headline)] for p in every})
         if not pages[0]:
             raise DataError(f"stance.cross_encoder.pretrain_calibration: {ce.pretrain_calibration} of the pretraining "
-                            f"claims ({len({claim[('h', p.headline)] for p in every})}) holds out no headline with a "
-                            "related story to lay out as a page; raise the share or set it to 0")
-        calibration = {"share": ce.pretrain_calibration, "claims": len(held),
-                       "of": len({claim[("h", p.headline)] for p in every}), "pairs_held_out": len(every) - len(loaded),
+                            f"claims ({n_claims}) holds out no headline with a related story to lay out as a page; "
+                            "raise the share or set it to 0")
+        calibration = {"share": ce.pretrain_calibration, "claims": len(held), "of": n_claims,
+                       "pairs_held_out": len(every) - len(loaded),
                        "pages": len(dict.fromkeys(pages[0])), "words": list(ce.pretrain_calibration_words),
                        "unrelated_share": ce.pretrain_calibration_unrelated_share,
                        "counts": dict(sorted(Counter(pages[2]).items()))}
